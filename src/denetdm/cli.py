@@ -1,0 +1,114 @@
+"""The `denetdm` command: train, evaluate, list, config."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import DenetdmError
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="colored_mnist", help="preset name or YAML path (default: colored_mnist)")
+    parser.add_argument("--data-dir", help="raw data root (default: $DENETDM_DATA or ~/.cache/denetdm/data)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--selection", help="last | val | oracle (oracle reads test bias labels)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.ratio=0.05")
+
+
+def _load(args):
+    from .config import load_config
+
+    overrides = list(args.overrides)
+    for flag, key in (("data_dir", "data.root"), ("device", "device"), ("seed", "seed"), ("selection", "selection")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.preset, overrides)
+
+
+def cmd_train(args) -> int:
+    from .training import default_run_dir, format_table, train
+
+    cfg = _load(args)
+    out = Path(args.out) if args.out else default_run_dir(args.preset)
+    results = train(cfg, out, quiet=args.quiet, preset=args.preset)
+    print(format_table(results["test"], cfg.selection))
+    print(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .training import evaluate_checkpoint, format_table, load_checkpoint
+
+    cfg, results = evaluate_checkpoint(Path(args.checkpoint), args.data_dir, args.device or "auto", args.quiet)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(format_table(results, cfg.selection))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import list_datasets, list_methods, list_models, list_presets
+
+    tables = {"methods": list_methods, "models": list_models, "datasets": list_datasets, "presets": list_presets}
+    for name in [args.what] if args.what else tables:
+        print(f"{name}: {', '.join(tables[name]())}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import to_yaml
+
+    print(to_yaml(_load(args)), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="denetdm", description="DeNetDM: debiasing by network depth modulation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a method end to end and print its test table")
+    _config_args(p)
+    p.add_argument("--out", help="run folder (default: runs/<preset>-<time>); never overwritten")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="recompute the test table from a checkpoint or run folder")
+    p.add_argument("checkpoint")
+    p.add_argument("--data-dir")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("list", help="list methods, models, datasets or presets")
+    p.add_argument("what", nargs="?", choices=["methods", "models", "datasets", "presets"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("config", help="print the resolved config of a preset plus overrides")
+    _config_args(p)
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    try:
+        return args.func(args)
+    except DenetdmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

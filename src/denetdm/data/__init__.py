@@ -1,0 +1,5 @@
+"""Datasets in the `(index, x, y, bias)` contract, by registry name."""
+from . import colored_mnist, synthetic  # noqa: F401  (registration)
+from .base import DATASETS, Splits, TensorBiasDataset, create_dataset, list_datasets
+
+__all__ = ["DATASETS", "Splits", "TensorBiasDataset", "create_dataset", "list_datasets"]

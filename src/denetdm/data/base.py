@@ -1,0 +1,107 @@
+"""The dataset contract: a sample is `(index, x, y, bias)`, with bias = -1 where unknown.
+
+Bias labels ride along with every sample but only evaluation and opt-in oracle
+selection read them. Small datasets live in memory as tensors and are batched by
+index slices, so the training loop has no per-sample Python.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+import torch
+
+from ..config import DataConfig
+from ..registry import Registry
+
+Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+DATASETS: Registry = Registry("dataset")
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "denetdm"
+
+
+def data_root(cfg: DataConfig) -> Path:
+    """Where raw datasets live: the config, then $DENETDM_DATA, then the per-user cache."""
+    return Path(cfg.root or os.environ.get("DENETDM_DATA") or cache_home() / "data").expanduser()
+
+
+def generated_root() -> Path:
+    """Generated datasets are cached apart from raw data, which may be read-only."""
+    return Path(os.environ.get("DENETDM_CACHE") or cache_home() / "generated").expanduser()
+
+
+class TensorBiasDataset(torch.utils.data.Dataset):
+    """An in-memory split. `x` is uint8 images (N, C, H, W), scaled to [0, 1] per batch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, num_classes: int, num_bias: int):
+        assert len(x) == len(y) == len(bias)
+        self.x, self.y, self.bias = x, y.long(), bias.long()
+        self.num_classes, self.num_bias = num_classes, num_bias
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> Batch:
+        return torch.tensor(i), self.x[i].float() / 255.0, self.y[i], self.bias[i]
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def has_bias(self) -> bool:
+        return bool((self.bias >= 0).all())
+
+    def subset(self, index: torch.Tensor) -> "TensorBiasDataset":
+        return TensorBiasDataset(self.x[index], self.y[index], self.bias[index], self.num_classes, self.num_bias)
+
+    def to(self, device: torch.device) -> "TensorBiasDataset":
+        self.x, self.y, self.bias = self.x.to(device), self.y.to(device), self.bias.to(device)
+        return self
+
+    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
+        """Batches in `order` (indices into this split), on the split's device."""
+        order = order.to(self.y.device)
+        stop = len(order) - len(order) % batch_size if drop_last else len(order)
+        for start in range(0, stop, batch_size):
+            idx = order[start : start + batch_size]
+            yield idx, self.x[idx].float().div_(255.0), self.y[idx], self.bias[idx]
+
+
+@dataclass
+class Splits:
+    """`val` exists only when a selection protocol asks for it; test is never trained on."""
+
+    train: TensorBiasDataset
+    test: TensorBiasDataset
+    val: Optional[TensorBiasDataset] = None
+    name: str = ""
+
+    def to(self, device: torch.device) -> "Splits":
+        for split in (self.train, self.test, self.val):
+            if split is not None:
+                split.to(device)
+        return self
+
+
+def hold_out(train: TensorBiasDataset, fraction: float, seed: int) -> Tuple[TensorBiasDataset, TensorBiasDataset]:
+    """A random `fraction` of train as validation: same distribution, bias ratio included."""
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(fraction * len(train)))
+    return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values)
+
+
+def create_dataset(cfg: DataConfig, with_val: bool = False, progress: bool = True) -> Splits:
+    splits = DATASETS.get(cfg.name)(cfg, progress=progress)
+    if with_val:
+        splits.train, splits.val = hold_out(splits.train, cfg.val_fraction, cfg.seed)
+    return splits
+
+
+def list_datasets():
+    return DATASETS.names()

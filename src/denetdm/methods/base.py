@@ -1,0 +1,95 @@
+"""The method contract (DomainBed's `Algorithm`): `update(batch) -> dict` and `predict(x)`.
+
+A method declares its training phases (one for ERM, two for DeNetDM's stages); the
+trainer runs them in order, calling `start_phase` before each. Every method exposes
+named predictors (a branch read alone, a product of experts, the deployed model) so
+that each can be evaluated, and says which one model selection should score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..config import OptimConfig
+from ..errors import ConfigError
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Phase:
+    name: str
+    optim: OptimConfig
+    monitor: str  # the predictor that model selection scores in this phase
+    oracle_metric: str  # what `oracle` selection maximises on the test split
+    predictors: Tuple[str, ...]  # the predictors worth logging during this phase
+    drop_last: bool = False
+
+
+class MethodConfig:
+    """Base of every method's config dataclass; `NAME` is its registry name."""
+
+    NAME: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        for name, value in vars(self).items():
+            if isinstance(value, OptimConfig):
+                check_optim(value, f"method.{name}")
+
+
+def check_optim(optim: OptimConfig, path: str) -> None:
+    if optim.optimizer not in ("adam", "sgd"):
+        raise ConfigError(f"{path}.optimizer={optim.optimizer!r} is unknown; use adam or sgd")
+    if optim.lr <= 0 or optim.batch_size < 1 or optim.epochs < 0:
+        raise ConfigError(f"{path} needs lr > 0, batch_size >= 1 and epochs >= 0")
+
+
+_FUSED_ADAM = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    # The fused kernel is the same update in one pass over memory: 5x faster on CPU here.
+    fused = _FUSED_ADAM and all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
+
+
+class Algorithm(nn.Module):
+    """Subclasses set `config_class` and implement the methods below."""
+
+    config_class: ClassVar[type]
+
+    def __init__(self, cfg, input_shape: Tuple[int, ...], num_classes: int, num_train: int):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+
+    def phases(self) -> List[Phase]:
+        raise NotImplementedError
+
+    def start_phase(self, phase: Phase, train) -> Optional[torch.Tensor]:
+        """Prepare a phase (optimiser, freezing). May return the indices to sample from
+        (with repeats, for up-sampling methods); None means every training index once."""
+        raise NotImplementedError
+
+    def update(self, batch) -> Dict[str, float]:
+        """One optimisation step on a batch `(index, x, y, bias)`; bias is never read."""
+        raise NotImplementedError
+
+    def predictors(self) -> Dict[str, Predictor]:
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the deployed model."""
+        raise NotImplementedError
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()

@@ -1,0 +1,141 @@
+"""DeNetDM: debiasing by network depth modulation (Algorithm 1 of the paper).
+
+Stage 1 trains a deep branch phi_b and a shallow branch phi_d as a product of experts:
+their features are summed and read by one shared linear head f. The easy, low-rank
+bias is picked up by the deep branch, so the shallow branch is left with the core
+attribute. Stage 2 trains a target branch phi_t of any architecture with head f_t
+(initialised from f) against the frozen deep expert, and distils the frozen shallow
+branch into it. Only f_t(phi_t(x)) is deployed. No bias labels are used.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelSpec, OptimConfig
+from ..errors import ConfigError
+from ..models import create_model
+from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .registry import register_method
+
+
+@dataclass
+class DeNetDMConfig(MethodConfig):
+    """Defaults are the paper's Colored MNIST setting (Table 12 and the official code)."""
+
+    NAME: ClassVar[str] = "denetdm"
+    deep: ModelSpec = field(default_factory=lambda: ModelSpec(arch="mlp", depth=5))
+    shallow: ModelSpec = field(default_factory=lambda: ModelSpec(arch="mlp", depth=3))
+    target: ModelSpec = field(default_factory=lambda: ModelSpec(arch="mlp", depth=5))
+    stage1: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=1e-3, epochs=100, batch_size=64))
+    stage2: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=0.0, epochs=100, batch_size=64))
+    temperature: float = 2.0  # tau of the distillation
+    poe_weight: float = 1.0  # w_t, weight of the stage-2 product-of-experts loss L_t
+    distill_weight: float = 1.0  # w_dist, weight of tau^2 * L_dist (0 turns distillation off)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.temperature <= 0:
+            raise ConfigError(f"method.temperature={self.temperature} must be > 0")
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """tau^2 * soft-target cross-entropy between tempered softmaxes (Eqs. 6-8).
+
+    The tau^2 factor is the official code's (Hinton et al.); it keeps the gradient scale
+    independent of tau. The paper's Eq. 6 omits it.
+    """
+    teacher = F.softmax(teacher_logits / temperature, dim=1)
+    log_student = F.log_softmax(student_logits / temperature, dim=1)
+    return temperature**2 * -(teacher * log_student).sum(dim=1).mean()
+
+
+@register_method
+class DeNetDM(Algorithm):
+    config_class = DeNetDMConfig
+
+    def __init__(self, cfg: DeNetDMConfig, input_shape, num_classes, num_train):
+        super().__init__(cfg, input_shape, num_classes, num_train)
+        self.deep = create_model(cfg.deep, input_shape)  # phi_b
+        self.shallow = create_model(cfg.shallow, input_shape)  # phi_d
+        self.target = create_model(cfg.target, input_shape)  # phi_t
+        dims = {self.deep.out_dim, self.shallow.out_dim, self.target.out_dim}
+        if len(dims) != 1:
+            raise ConfigError(
+                f"deep, shallow and target features must have one width to share a head, got {sorted(dims)}; "
+                "set the same width for all three"
+            )
+        self.head = nn.Linear(self.deep.out_dim, num_classes)  # f, shared by phi_b and phi_d
+        self.target_head = nn.Linear(self.deep.out_dim, num_classes)  # f_t
+        if getattr(self.shallow, "depth", 0) >= getattr(self.deep, "depth", 1):
+            warnings.warn(
+                f"the shallow branch (depth {self.shallow.depth}) is not shallower than the deep one "
+                f"(depth {self.deep.depth}): DeNetDM relies on the depth gap; lower method.shallow.depth",
+                stacklevel=2,
+            )
+        self.frozen: tuple = ()
+        self.stage = "stage1"
+
+    def phases(self):
+        stage1 = ("stage1_poe", "stage1_deep", "stage1_shallow")
+        return [
+            # The official code keeps the stage-1 checkpoint whose shallow branch has the best
+            # conflicting accuracy, and the stage-2 one with the best unbiased accuracy.
+            Phase("stage1", self.cfg.stage1, "stage1_shallow", "conflicting", stage1, drop_last=True),
+            Phase("stage2", self.cfg.stage2, "stage2_target", "unbiased", ("stage2_target",)),
+        ]
+
+    def start_phase(self, phase, train):
+        self.stage = phase.name
+        if phase.name == "stage1":
+            trainable = [self.deep, self.shallow, self.head]
+        else:
+            self.target_head.load_state_dict(self.head.state_dict())
+            self.frozen = (self.deep, self.shallow, self.head)
+            for module in self.frozen:
+                module.requires_grad_(False)
+                module.eval()  # frozen in every sense: no BatchNorm statistics drift either
+            trainable = [self.target, self.target_head]
+        self.optimizer = make_optimizer((p for m in trainable for p in m.parameters()), phase.optim)
+        return None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
+
+    def update(self, batch):
+        _, x, y, _ = batch
+        if self.stage == "stage1":
+            # L_CE on f(phi_b(x) + phi_d(x)): one optimiser over both branches and the head.
+            loss = F.cross_entropy(self.head(self.deep(x) + self.shallow(x)), y)
+            self.step(loss)
+            return {"loss": loss.item()}
+        with torch.no_grad():
+            deep_features = self.deep(x)
+            teacher_logits = self.head(self.shallow(x))
+        target_features = self.target(x)
+        # L_t: the product of experts f_t(phi_b(x) + phi_t(x)) with the deep expert frozen.
+        loss_t = F.cross_entropy(self.target_head(deep_features + target_features), y)
+        # L_dist: the target read alone, f_t(phi_t(x)), learns the shallow teacher f(phi_d(x)).
+        loss_dist = distillation_loss(self.target_head(target_features), teacher_logits, self.cfg.temperature)
+        loss = self.cfg.poe_weight * loss_t + self.cfg.distill_weight * loss_dist
+        self.step(loss)
+        return {"loss": loss.item(), "loss_poe": loss_t.item(), "loss_dist": loss_dist.item()}
+
+    def predict(self, x):
+        return self.target_head(self.target(x))
+
+    def predictors(self):
+        return {
+            "stage1_poe": lambda x: self.head(self.deep(x) + self.shallow(x)),
+            "stage1_deep": lambda x: self.head(self.deep(x)),
+            "stage1_shallow": lambda x: self.head(self.shallow(x)),
+            "stage2_target": self.predict,
+        }

@@ -1,0 +1,58 @@
+"""Group accuracies, computed once from predictions.
+
+Groups are (target, bias) cells. A cell is bias-aligned when bias == target, the
+convention every dataset in this package follows. Only non-empty cells count, so the
+summaries stay defined on test sets that lack some cells.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+SUMMARY_KEYS = ("unbiased", "aligned", "conflicting", "worst_group", "accuracy")
+
+
+def group_counts(pred: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, num_classes: int, num_bias: int):
+    """(correct, total) count matrices of shape (num_classes, num_bias)."""
+    cell = (y * num_bias + bias).long()
+    size = num_classes * num_bias
+    total = torch.bincount(cell, minlength=size)
+    correct = torch.bincount(cell, weights=(pred == y).double(), minlength=size)
+    return correct.view(num_classes, num_bias), total.view(num_classes, num_bias).double()
+
+
+def summarize(
+    pred: torch.Tensor,
+    y: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    num_classes: int,
+    num_bias: int,
+) -> Dict[str, float]:
+    """Accuracies in percent. Without bias labels only label-free ones are reported."""
+    pred, y = pred.cpu(), y.cpu()
+    out: Dict[str, float] = {"accuracy": 100.0 * (pred == y).double().mean().item()}
+    per_class_total = torch.bincount(y, minlength=num_classes).double()
+    per_class_correct = torch.bincount(y, weights=(pred == y).double(), minlength=num_classes)
+    seen = per_class_total > 0
+    out["worst_class"] = 100.0 * (per_class_correct[seen] / per_class_total[seen]).min().item()
+    if bias is None or (bias.cpu() < 0).any():
+        return out
+    correct, total = group_counts(pred, y, bias.cpu(), num_classes, num_bias)
+    present = total > 0
+    acc = torch.where(present, correct / total.clamp(min=1), torch.zeros_like(total))
+    aligned = torch.zeros_like(present)
+    k = min(num_classes, num_bias)
+    aligned[torch.arange(k), torch.arange(k)] = True
+
+    def mean(mask: torch.Tensor) -> float:
+        mask = mask & present
+        return 100.0 * acc[mask].mean().item() if mask.any() else float("nan")
+
+    out.update(
+        unbiased=mean(present),
+        aligned=mean(aligned),
+        conflicting=mean(~aligned),
+        worst_group=100.0 * acc[present].min().item(),
+    )
+    return out

@@ -1,0 +1,45 @@
+"""Backbones by name. A backbone maps inputs to a feature vector of size `out_dim`;
+heads are owned by the methods, so that DeNetDM can share one across branches."""
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+from torch import nn
+
+from ..config import ModelSpec
+from ..registry import Registry
+
+MODELS: Registry = Registry("model")
+
+
+@MODELS.register("mlp")
+class MLP(nn.Module):
+    """Flatten, then `depth - 1` Linear+ReLU layers of `width` units (the head is the depth-th).
+
+    With depth 5 this is the paper's Colored MNIST deep branch and target, with depth 3
+    its shallow branch, and with depth 4 the LfF/DFA baseline MLP.
+    """
+
+    def __init__(self, input_shape: Tuple[int, ...], depth: int = 5, width: int = 100):
+        super().__init__()
+        if depth < 2:
+            raise ValueError("an MLP backbone needs depth >= 2 (one hidden layer plus the head)")
+        layers, fan_in = [nn.Flatten()], math.prod(input_shape)
+        for _ in range(depth - 1):
+            layers += [nn.Linear(fan_in, width), nn.ReLU()]
+            fan_in = width
+        self.body = nn.Sequential(*layers)
+        self.out_dim = width
+        self.depth = depth
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def create_model(spec: ModelSpec, input_shape: Tuple[int, ...]) -> nn.Module:
+    return MODELS.get(spec.arch)(input_shape, depth=spec.depth, width=spec.width)
+
+
+def list_models():
+    return MODELS.names()

@@ -1,0 +1,54 @@
+"""Model-selection protocols, named and recorded next to every number.
+
+- `last`: the final epoch of each phase. Label-free; the default.
+- `val`: the epoch with the best plain accuracy of the phase's monitored predictor on a
+  validation split held out from the training set (same bias ratio). Label-free; the
+  held-out images are not trained on.
+- `oracle`: the epoch with the best bias-label metric on the *test* split, as the
+  official code selects (stage 1: shallow-branch conflicting accuracy; stage 2: target
+  unbiased accuracy). Only for comparing with the paper; always reported as oracle.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, Optional
+
+from .methods.base import Phase
+
+DESCRIPTIONS = {
+    "last": "last epoch (label-free)",
+    "val": "best accuracy on a held-out split of the training distribution (label-free)",
+    "oracle": "ORACLE: best test-split metric using bias labels (the official code's protocol)",
+}
+
+
+class Selector:
+    """Tracks the best epoch of one phase and keeps a copy of its weights."""
+
+    def __init__(self, protocol: str, phase: Phase):
+        self.protocol, self.phase = protocol, phase
+        self.best_score: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+        self.best_state: Optional[dict] = None
+
+    def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
+        if self.protocol == "val":
+            return metrics["val"][self.phase.monitor]["accuracy"]
+        if self.protocol == "oracle":
+            return metrics["test"][self.phase.monitor][self.phase.oracle_metric]
+        return None
+
+    def observe(self, epoch: int, metrics, model) -> None:
+        if self.protocol == "last":
+            self.best_epoch = epoch
+            return
+        score = self.score(metrics)
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = copy.deepcopy(model.state_dict())
+
+    def restore(self, model) -> None:
+        """Load the selected weights before the next phase starts from them."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+            self.best_state = None

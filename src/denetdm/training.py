@@ -1,0 +1,225 @@
+"""The training loop, evaluation, run folders and checkpoints.
+
+`train` reads top to bottom: build data and method, then for each of the method's
+phases run epochs of `update` calls over shuffled index slices, evaluate, let the
+selection protocol keep the chosen epoch, and checkpoint. Bias labels are touched only
+by evaluation and by the opt-in oracle protocol.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config, config_from_dict, to_yaml
+from .data import create_dataset
+from .data.base import Splits, TensorBiasDataset
+from .errors import RunFolderError
+from .methods import create_method
+from .metrics import SUMMARY_KEYS, summarize
+from .selection import DESCRIPTIONS, Selector
+
+CHECKPOINT_FORMAT = 1
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        from .errors import ConfigError
+
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def machine_info(device: torch.device) -> Dict[str, object]:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save through a temporary file, so a crash never leaves half a checkpoint."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(model, split: TensorBiasDataset, names: Iterable[str], batch_size: int = 2048) -> Dict[str, Dict[str, float]]:
+    """Summaries per predictor on one split; bias-label metrics only where labels exist."""
+    was_training = model.training
+    model.eval()
+    predictors = model.predictors()
+    names = list(names)
+    preds = {name: [] for name in names}
+    for _, x, _, _ in split.batches(torch.arange(len(split)), batch_size):
+        for name in names:
+            preds[name].append(predictors[name](x).argmax(dim=1))
+    model.train(was_training)
+    bias = split.bias if split.has_bias else None
+    return {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias) for n, p in preds.items()}
+
+
+def format_table(results: Dict[str, Dict[str, float]], selection: str) -> str:
+    """A fixed-width table of the summaries, the selection protocol in its title."""
+    keys = [k for k in SUMMARY_KEYS if any(k in m for m in results.values())]
+    width = max(len(n) for n in results) + 2
+    lines = [f"selection: {selection} = {DESCRIPTIONS[selection]}", "model".ljust(width) + "".join(k.rjust(13) for k in keys)]
+    for name, metrics in results.items():
+        lines.append(name.ljust(width) + "".join(f"{metrics.get(k, float('nan')):13.2f}" for k in keys))
+    return "\n".join(lines)
+
+
+def default_run_dir(preset: str) -> Path:
+    stem = Path(preset).stem
+    return Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(out: Path) -> Path:
+    """A new, empty run folder; an existing non-empty one is never overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunFolderError(f"run folder {out} already exists and is not empty; choose another --out or delete it")
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def checkpoint_dict(cfg: Config, model, phase: str, selected_epoch: Optional[int]) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": cfg.to_dict(),
+        "phase": phase,
+        "selected_epoch": selected_epoch,
+        "state_dict": model.state_dict(),
+    }
+
+
+def _setup_runtime(cfg: Config) -> torch.device:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(cfg.flush_denormal)
+    return resolve_device(cfg.device)
+
+
+def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict:
+    """Train `cfg` end to end into the run folder `out`; returns the results dict."""
+    start = time.time()
+    out = prepare_run_dir(Path(out))
+    device = _setup_runtime(cfg)
+    write_text_atomic(out / "config.yaml", to_yaml(cfg))
+    seed_everything(cfg.seed)
+    splits: Splits = create_dataset(cfg.data, with_val=cfg.selection == "val", progress=not quiet).to(device)
+    model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train)).to(device)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
+    selected = {}
+    with open(out / "metrics.jsonl", "a") as log:
+        for phase in model.phases():
+            pool = model.start_phase(phase, splits.train)
+            pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
+            selector = Selector(cfg.selection, phase)
+            steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
+            bar = tqdm(total=steps * phase.optim.epochs, desc=phase.name, unit="step", disable=quiet, dynamic_ncols=True)
+            for epoch in range(phase.optim.epochs):
+                model.train()
+                totals: Dict[str, float] = {}
+                order = pool[torch.randperm(len(pool), generator=shuffle)]
+                for batch in splits.train.batches(order, phase.optim.batch_size, phase.drop_last):
+                    for key, value in model.update(batch).items():
+                        totals[key] = totals.get(key, 0.0) + value
+                    bar.update()
+                record = {"phase": phase.name, "epoch": epoch, "time_s": round(time.time() - start, 2)}
+                record.update({f"train_{k}": v / steps for k, v in totals.items()})
+                last = epoch == phase.optim.epochs - 1
+                if (epoch + 1) % cfg.eval_every == 0 or last:
+                    metrics = {name: evaluate(model, split, phase.predictors) for name, split in eval_splits.items()}
+                    selector.observe(epoch, metrics, model)
+                    record.update(metrics)
+                    monitor = metrics["test"][phase.monitor]
+                    bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}", test_acc=f"{monitor['accuracy']:.1f}")
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            bar.close()
+            selector.restore(model)
+            selected[phase.name] = selector.best_epoch
+            save_atomic(checkpoint_dict(cfg, model, phase.name, selector.best_epoch), out / "checkpoints" / f"{phase.name}.pt")
+    final = evaluate(model, splits.test, model.predictors())
+    results = {
+        "selection": cfg.selection,
+        "selection_description": DESCRIPTIONS[cfg.selection],
+        "selected_epochs": selected,
+        "test": final,
+        "method": cfg.method.NAME,
+        "preset": preset,
+        "wall_time_s": round(time.time() - start, 1),
+        "machine": machine_info(device),
+    }
+    save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    return results
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "final.pt"
+    if not path.is_file():
+        raise RunFolderError(f"checkpoint {path} does not exist; pass a .pt file or a run folder holding checkpoints/final.pt")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RunFolderError(f"checkpoint {path} cannot be read ({type(exc).__name__}); it is truncated or not a denetdm checkpoint") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RunFolderError(f"{path} is not a denetdm checkpoint (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False):
+    """Rebuild a checkpoint's model and data and recompute its test table."""
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    if data_root:
+        cfg.data.root = data_root
+    cfg.device = device
+    dev = _setup_runtime(cfg)
+    splits = create_dataset(cfg.data, with_val=cfg.selection == "val", progress=not quiet).to(dev)
+    model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(dev)
+    return cfg, evaluate(model, splits.test, model.predictors())

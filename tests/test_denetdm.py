@@ -1,0 +1,94 @@
+"""DeNetDM's losses and stages on tiny inputs."""
+import math
+
+import torch
+from torch import nn
+
+from denetdm.config import load_config
+from denetdm.methods import create_method
+from denetdm.methods.denetdm import distillation_loss
+from denetdm.models import MODELS
+
+
+@MODELS.register("test_bn_mlp")
+class BNMLP(nn.Module):
+    """An MLP with BatchNorm, so that frozen buffers can be checked."""
+
+    def __init__(self, input_shape, depth=3, width=8):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.BatchNorm1d(width), nn.ReLU())
+        self.out_dim, self.depth = width, depth
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def tiny(overrides=()):
+    cfg = load_config("colored_mnist", ["method.deep.width=8", "method.shallow.width=8", "method.target.width=8", *overrides])
+    torch.manual_seed(0)
+    return create_method(cfg, (3, 4, 4), 10, 32)
+
+
+def batch(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.arange(n), torch.rand(n, 3, 4, 4, generator=g), torch.randint(0, 10, (n,), generator=g), -torch.ones(n, dtype=torch.long)
+
+
+def test_poe_is_the_shared_head_on_summed_features_and_a_product_of_experts():
+    model = tiny()
+    _, x, _, _ = batch()
+    poe = model.predictors()["stage1_poe"](x)
+    f = model.head
+    assert torch.allclose(poe, (model.deep(x) + model.shallow(x)) @ f.weight.T + f.bias, atol=1e-6)
+    # Without the head's bias term the product of the two softmax experts, renormalised,
+    # is exactly the PoE softmax (paper App. 7.3).
+    with torch.no_grad():
+        f.bias.zero_()
+    p = torch.softmax(model.predictors()["stage1_poe"](x), 1)
+    product = torch.softmax(f(model.deep(x)), 1) * torch.softmax(f(model.shallow(x)), 1)
+    assert torch.allclose(p, product / product.sum(1, keepdim=True), atol=1e-6)
+
+
+def test_distillation_loss_on_a_hand_computed_case():
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(9.0), 0.0]])
+    # tau = 2: teacher softmax of [ln 3, 0] = [3/4, 1/4]; student is uniform, log(1/2) each.
+    # Soft cross-entropy = ln 2, times tau^2 = 4.
+    assert math.isclose(distillation_loss(student, teacher, 2.0).item(), 4 * math.log(2), rel_tol=1e-6)
+    # At tau = 1 the factor is 1 and the teacher is [0.9, 0.1].
+    student = torch.tensor([[math.log(0.5), math.log(0.5)], [math.log(0.25), math.log(0.75)]])
+    expected = (math.log(2) + -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))) / 2
+    assert math.isclose(distillation_loss(student, teacher.repeat(2, 1), 1.0).item(), expected, rel_tol=1e-6)
+
+
+def test_stage1_trains_all_branches_and_stage2_keeps_frozen_parts_frozen():
+    model = tiny(["method.deep.arch=test_bn_mlp", "method.shallow.arch=test_bn_mlp", "method.shallow.depth=2",
+                  "method.target.arch=test_bn_mlp"])
+    stage1, stage2 = model.phases()
+    model.start_phase(stage1, None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    model.update(batch())
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("deep.") for k in changed) and any(k.startswith("shallow.") for k in changed)
+    assert any(k.startswith("head.") for k in changed) and not any(k.startswith("target") for k in changed)
+
+    model.start_phase(stage2, None)
+    assert torch.equal(model.target_head.weight, model.head.weight)  # f_t starts from f
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in ("deep", "shallow", "head")}
+    assert any("running_mean" in k for k in frozen)
+    model.train()
+    for seed in range(3):
+        stats = model.update(batch(seed=seed))
+    assert set(stats) == {"loss", "loss_poe", "loss_dist"}
+    for key, value in frozen.items():
+        assert torch.equal(model.state_dict()[key], value), f"{key} changed in stage 2"
+    assert not torch.equal(model.target_head.weight, model.head.weight)
+    assert not model.deep.training and model.target.training
+
+
+def test_shallow_not_shallower_than_deep_warns():
+    import pytest
+
+    with pytest.warns(UserWarning, match="not shallower"):
+        tiny(["method.shallow.depth=5"])

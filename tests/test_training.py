@@ -1,0 +1,99 @@
+"""The training loop end to end on tiny data: run folders, checkpoints, seeds, selection."""
+import json
+
+import pytest
+import torch
+
+from denetdm.cli import main
+from denetdm.config import load_config
+from denetdm.errors import RunFolderError
+from denetdm.methods.base import Phase
+from denetdm.selection import Selector
+from denetdm.training import evaluate_checkpoint, train
+
+FAST = ["method.stage1.epochs=2", "method.stage2.epochs=1", "device=cpu"]
+
+
+def run(tmp_path, name, overrides=(), preset="synthetic_demo"):
+    return train(load_config(preset, [*FAST, *overrides]), tmp_path / name, quiet=True)
+
+
+def test_run_folder_contents_and_checkpoints(tmp_path):
+    results = run(tmp_path, "a")
+    out = tmp_path / "a"
+    assert (out / "config.yaml").is_file() and (out / "results.json").is_file()
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(l["phase"], l["epoch"]) for l in lines] == [("stage1", 0), ("stage1", 1), ("stage2", 0)]
+    assert "stage1_shallow" in lines[0]["test"] and "train_loss" in lines[0]
+    for name in ("stage1", "stage2", "final"):
+        ckpt = torch.load(out / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert ckpt["config"]["method"]["name"] == "denetdm"
+    assert set(results["test"]) == {"stage1_poe", "stage1_deep", "stage1_shallow", "stage2_target"}
+    assert results["selection"] == "last" and results["selected_epochs"] == {"stage1": 1, "stage2": 0}
+    # The checkpoint alone reproduces the table.
+    _, again = evaluate_checkpoint(out, device="cpu", quiet=True)
+    assert again == results["test"]
+
+
+def test_same_seed_same_numbers_and_other_seed_differs(tmp_path):
+    a, b = run(tmp_path, "a"), run(tmp_path, "b")
+    assert a["test"] == b["test"]
+    sa = torch.load(tmp_path / "a" / "checkpoints" / "final.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b" / "checkpoints" / "final.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = torch.load(run(tmp_path, "c", ["seed=1"]) and tmp_path / "c" / "checkpoints" / "final.pt", weights_only=True)
+    assert not torch.equal(c["state_dict"]["deep.body.1.weight"], sa["deep.body.1.weight"])
+
+
+def test_existing_run_folder_is_never_overwritten(tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "results.json").write_text("keep me")
+    with pytest.raises(RunFolderError, match="already exists"):
+        run(tmp_path, "taken")
+    assert (out / "results.json").read_text() == "keep me"
+
+
+def test_erm_trains_in_the_same_contract(tmp_path):
+    results = train(load_config("erm_colored_mnist", ["data.name=synthetic", "method.optim.epochs=2", "device=cpu"]),
+                    tmp_path / "erm", quiet=True)
+    assert set(results["test"]) == {"erm"} and results["test"]["erm"]["accuracy"] > 20
+
+
+def test_selector_keeps_the_best_epoch_and_restores_it():
+    phase = Phase("p", None, monitor="m", oracle_metric="conflicting", predictors=("m",))
+    model = torch.nn.Linear(1, 1)
+    oracle, val, last = Selector("oracle", phase), Selector("val", phase), Selector("last", phase)
+    for epoch, (conf, acc) in enumerate([(10, 50), (30, 40), (20, 60)]):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        metrics = {"test": {"m": {"conflicting": conf, "accuracy": 0}}, "val": {"m": {"accuracy": acc}}}
+        for s in (oracle, val, last):
+            s.observe(epoch, metrics, model)
+    assert (oracle.best_epoch, val.best_epoch, last.best_epoch) == (1, 2, 2)
+    oracle.restore(model)
+    assert model.weight.item() == 1.0
+
+
+def test_val_and_oracle_selection_run_and_are_recorded(tmp_path):
+    val = run(tmp_path, "val", ["selection=val"])
+    assert val["selection"] == "val"
+    oracle = run(tmp_path, "oracle", ["selection=oracle"])
+    assert "ORACLE" in oracle["selection_description"]
+
+
+def test_cli_train_and_evaluate_on_real_colored_mnist(tmp_path, mnist_root, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--preset", "colored_mnist_demo", "--data-dir", mnist_root, "--out", str(out), "-q",
+            "method.stage1.epochs=1", "method.stage2.epochs=1", "method.stage1.batch_size=256",
+            "method.stage2.batch_size=256"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "selection: last" in printed and "stage2_target" in printed and "conflicting" in printed
+    results = json.loads((out / "results.json").read_text())
+    # One short epoch already learns the colour: the deep branch is far better on aligned samples.
+    deep = results["test"]["stage1_deep"]
+    assert deep["aligned"] > deep["conflicting"] + 30
+    assert main(["evaluate", str(out / "checkpoints" / "final.pt"), "--data-dir", mnist_root, "-q", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == results["test"]
+    assert main(["train", "--preset", "colored_mnist_demo", "--out", str(out), "-q"]) == 2  # folder taken
