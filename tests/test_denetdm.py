@@ -14,10 +14,11 @@ from denetdm.models import MODELS
 class BNMLP(nn.Module):
     """An MLP with BatchNorm, so that frozen buffers can be checked."""
 
-    def __init__(self, input_shape, depth=3, width=8):
+    def __init__(self, input_shape, spec):
         super().__init__()
+        width = spec.width
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.BatchNorm1d(width), nn.ReLU())
-        self.out_dim, self.depth = width, depth
+        self.out_dim, self.depth = width, spec.depth
 
     def forward(self, x):
         return self.body(x)

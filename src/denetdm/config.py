@@ -34,11 +34,13 @@ class OptimConfig:
 
 @dataclass
 class ModelSpec:
-    """A backbone by registry name; `depth` counts linear layers including the head."""
+    """A backbone by registry name. For MLPs `depth` counts linear layers including the head."""
 
     arch: str = "mlp"
     depth: int = 5
     width: int = 100
+    pretrained: Optional[str] = None  # a weights file, or "torchvision" for torchvision's local cache
+    proj_dim: int = 0  # > 0 appends Linear(out_dim -> proj_dim), e.g. ResNet-18 into a 64-d head
 
 
 @dataclass
@@ -50,6 +52,14 @@ class DataConfig:
     seed: int = 0  # seed of the generator's colour jitter
     val_fraction: float = 0.1  # held out from train, only when selection is `val`
     download: bool = True
+    path: Optional[str] = None  # dataset folder or file (CSV, image folder, .npz); default under root
+    target_attr: str = "Blond_Hair"  # CelebA target attribute
+    bias_attr: str = "Male"  # CelebA bias attribute
+    corruption_type: str = "type0"  # Corrupted CIFAR-10: type0 | type1
+    image_size: int = 0  # 0 keeps the dataset's default size
+    augment: bool = False  # the dataset's training augmentation (crop + flip)
+    normalize: str = "none"  # none | cifar | imagenet
+    num_workers: int = 0  # DataLoader workers for image files
 
 
 @dataclass

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, config_from_dict, to_yaml
 from .data import create_dataset
-from .data.base import Splits, TensorBiasDataset
+from .data.base import BiasDataset, Splits
 from .errors import RunFolderError
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, summarize
@@ -82,7 +82,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, split: TensorBiasDataset, names: Iterable[str], batch_size: int = 2048) -> Dict[str, Dict[str, float]]:
+def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 2048) -> Dict[str, Dict[str, float]]:
     """Summaries per predictor on one split; bias-label metrics only where labels exist."""
     was_training = model.training
     model.eval()

@@ -35,16 +35,52 @@ def generated_root() -> Path:
     return Path(os.environ.get("DENETDM_CACHE") or cache_home() / "generated").expanduser()
 
 
-class TensorBiasDataset(torch.utils.data.Dataset):
+class BiasDataset(torch.utils.data.Dataset):
+    """A split in the contract. Subclasses hold `y` and `bias` as tensors (for metrics and
+    up-sampling) and implement `__getitem__`, `subset` and, if faster, `batches`."""
+
+    y: torch.Tensor
+    bias: torch.Tensor
+    num_classes: int
+    num_bias: int
+    device = torch.device("cpu")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self[0][1].shape)
+
+    @property
+    def has_bias(self) -> bool:
+        return bool((self.bias >= 0).all())
+
+    def subset(self, index: torch.Tensor, train: bool = True) -> "BiasDataset":
+        """The samples at `index`; `train=False` gives them the evaluation transform."""
+        raise NotImplementedError
+
+    def to(self, device: torch.device) -> "BiasDataset":
+        self.device = torch.device(device)
+        return self
+
+    def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
+        """Batches in `order` (indices into this split), on the split's device."""
+        loader = torch.utils.data.DataLoader(
+            self, batch_size=batch_size, sampler=order.tolist(), drop_last=drop_last,
+            num_workers=getattr(self, "num_workers", 0), pin_memory=self.device.type == "cuda",
+        )
+        for batch in loader:
+            yield tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+
+class TensorBiasDataset(BiasDataset):
     """An in-memory split. `x` is uint8 images (N, C, H, W), scaled to [0, 1] per batch."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, num_classes: int, num_bias: int):
         assert len(x) == len(y) == len(bias)
         self.x, self.y, self.bias = x, y.long(), bias.long()
         self.num_classes, self.num_bias = num_classes, num_bias
-
-    def __len__(self) -> int:
-        return len(self.y)
 
     def __getitem__(self, i: int) -> Batch:
         return torch.tensor(i), self.x[i].float() / 255.0, self.y[i], self.bias[i]
@@ -53,19 +89,16 @@ class TensorBiasDataset(torch.utils.data.Dataset):
     def input_shape(self) -> Tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
-    @property
-    def has_bias(self) -> bool:
-        return bool((self.bias >= 0).all())
-
-    def subset(self, index: torch.Tensor) -> "TensorBiasDataset":
+    def subset(self, index: torch.Tensor, train: bool = True) -> "TensorBiasDataset":
         return TensorBiasDataset(self.x[index], self.y[index], self.bias[index], self.num_classes, self.num_bias)
 
     def to(self, device: torch.device) -> "TensorBiasDataset":
+        self.device = torch.device(device)
         self.x, self.y, self.bias = self.x.to(device), self.y.to(device), self.bias.to(device)
         return self
 
     def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
-        """Batches in `order` (indices into this split), on the split's device."""
+        """Index slices of the in-memory tensors: no per-sample Python."""
         order = order.to(self.y.device)
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
         for start in range(0, stop, batch_size):
@@ -77,9 +110,9 @@ class TensorBiasDataset(torch.utils.data.Dataset):
 class Splits:
     """`val` exists only when a selection protocol asks for it; test is never trained on."""
 
-    train: TensorBiasDataset
-    test: TensorBiasDataset
-    val: Optional[TensorBiasDataset] = None
+    train: BiasDataset
+    test: BiasDataset
+    val: Optional[BiasDataset] = None
     name: str = ""
 
     def to(self, device: torch.device) -> "Splits":
@@ -89,11 +122,11 @@ class Splits:
         return self
 
 
-def hold_out(train: TensorBiasDataset, fraction: float, seed: int) -> Tuple[TensorBiasDataset, TensorBiasDataset]:
+def hold_out(train: BiasDataset, fraction: float, seed: int) -> Tuple[BiasDataset, BiasDataset]:
     """A random `fraction` of train as validation: same distribution, bias ratio included."""
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(fraction * len(train)))
-    return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values)
+    return train.subset(perm[n_val:].sort().values), train.subset(perm[:n_val].sort().values, train=False)
 
 
 def create_dataset(cfg: DataConfig, with_val: bool = False, progress: bool = True) -> Splits:

@@ -21,8 +21,9 @@ class MLP(nn.Module):
     its shallow branch, and with depth 4 the LfF/DFA baseline MLP.
     """
 
-    def __init__(self, input_shape: Tuple[int, ...], depth: int = 5, width: int = 100):
+    def __init__(self, input_shape: Tuple[int, ...], spec: ModelSpec):
         super().__init__()
+        depth, width = spec.depth, spec.width
         if depth < 2:
             raise ValueError("an MLP backbone needs depth >= 2 (one hidden layer plus the head)")
         layers, fan_in = [nn.Flatten()], math.prod(input_shape)
@@ -37,8 +38,22 @@ class MLP(nn.Module):
         return self.body(x)
 
 
+class Projected(nn.Module):
+    """A backbone followed by a linear projection, so its features fit another branch's head."""
+
+    def __init__(self, backbone: nn.Module, dim: int):
+        super().__init__()
+        self.backbone, self.proj = backbone, nn.Linear(backbone.out_dim, dim)
+        self.out_dim, self.depth = dim, getattr(backbone, "depth", 0)
+
+    def forward(self, x):
+        return self.proj(self.backbone(x))
+
+
 def create_model(spec: ModelSpec, input_shape: Tuple[int, ...]) -> nn.Module:
-    return MODELS.get(spec.arch)(input_shape, depth=spec.depth, width=spec.width)
+    """Factories take `(input_shape, spec)` and expose `out_dim` (and `depth` where defined)."""
+    model = MODELS.get(spec.arch)(input_shape, spec)
+    return Projected(model, spec.proj_dim) if spec.proj_dim > 0 else model
 
 
 def list_models():
