@@ -53,6 +53,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .benchmark import parse_list, plan, run_benchmark
+
+    specs = plan(
+        parse_list(args.methods, str, "methods"), parse_list(args.ratios, float, "ratios"),
+        parse_list(args.seeds, int, "seeds"), parse_list(args.selections, str, "selections"),
+        args.dataset, args.overrides,
+    )
+    records = run_benchmark(Path(args.out), specs, args.overrides, args.workers, args.quiet)
+    print((Path(args.out) / "table.md").read_text())
+    print(f"{len(records)} runs in {Path(args.out) / 'results.jsonl'}; plot: {Path(args.out) / 'accuracy_vs_ratio.png'}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from . import list_datasets, list_methods, list_models, list_presets
 
@@ -86,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="methods x ratios x seeds, resumable, with tables beside the paper's")
+    p.add_argument("--methods", default="denetdm,erm")
+    p.add_argument("--ratios", default="0.005,0.01,0.02,0.05")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--selections", default="last,oracle")
+    p.add_argument("--dataset", default="colored_mnist", help="presets are <method>_<dataset> (DeNetDM: <dataset>)")
+    p.add_argument("--workers", type=int, default=1, help="runs at once; CPU threads are split between them")
+    p.add_argument("--out", default="runs/benchmark", help="results folder; rerunning continues where it stopped")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. device=cpu")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("list", help="list methods, models, datasets or presets")
     p.add_argument("what", nargs="?", choices=["methods", "models", "datasets", "presets"])

@@ -184,6 +184,8 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
         "selection": cfg.selection,
         "selection_description": DESCRIPTIONS[cfg.selection],
         "selected_epochs": selected,
+        "deployed": model.phases()[-1].monitor,
+        "uses_bias_labels": getattr(model, "uses_bias_labels", False),
         "test": final,
         "method": cfg.method.NAME,
         "preset": preset,

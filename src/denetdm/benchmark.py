@@ -1,0 +1,245 @@
+"""Methods x conflicting ratios x seeds x selection protocols, run in worker processes.
+
+Every finished run appends one record to `results.jsonl` in the output folder; a run
+whose record is there is never run again, so an interrupted benchmark continues where
+it stopped. Tables (Markdown, CSV) and a plot put our mean +- std beside the paper's.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import resources
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from tqdm.auto import tqdm
+
+from .config import load_config
+from .errors import ConfigError, RunFolderError
+from .methods.registry import METHODS
+
+METRICS = ("unbiased", "aligned", "conflicting", "worst_group", "accuracy")
+
+
+def paper_reference() -> dict:
+    return json.loads(resources.files("denetdm").joinpath("reference/paper.json").read_text())
+
+
+def preset_for(method: str, dataset: str) -> str:
+    """DeNetDM's preset carries the dataset's name; every other method prefixes its own."""
+    return dataset if method == "denetdm" else f"{method}_{dataset}"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    ratio: float
+    seed: int
+    selection: str
+    dataset: str = "colored_mnist"
+
+    @property
+    def key(self) -> str:
+        return f"{self.method}_r{self.ratio:g}_s{self.seed}_{self.selection}"
+
+    def overrides(self, extra: Sequence[str]) -> List[str]:
+        return [f"data.ratio={self.ratio}", f"seed={self.seed}", f"selection={self.selection}", *extra]
+
+
+def config_hash(cfg) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan(methods, ratios, seeds, selections, dataset="colored_mnist", overrides=()) -> List[RunSpec]:
+    """The grid, each config resolved up front so that bad input fails before any training."""
+    specs = []
+    for method in methods:
+        METHODS.get(method)
+        for ratio in ratios:
+            for seed in seeds:
+                for selection in selections:
+                    spec = RunSpec(method, ratio, seed, selection, dataset)
+                    load_config(preset_for(method, dataset), spec.overrides(overrides))
+                    specs.append(spec)
+    return specs
+
+
+def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int) -> dict:
+    """One run in a worker process; returns its record for the parent to append."""
+    import torch
+
+    from .training import train
+
+    torch.set_num_threads(threads)
+    cfg = load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides))
+    run_dir = Path(out) / "runs" / spec.key
+    results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset))
+    deployed = results["deployed"]
+    return {
+        "key": spec.key, "method": spec.method, "dataset": spec.dataset, "ratio": spec.ratio,
+        "seed": spec.seed, "selection": spec.selection, "deployed": deployed,
+        "uses_bias_labels": results["uses_bias_labels"], "test": results["test"][deployed],
+        "branches": results["test"], "selected_epochs": results["selected_epochs"],
+        "wall_time_s": results["wall_time_s"], "config_hash": config_hash(cfg), "run_dir": str(run_dir),
+    }
+
+
+def read_records(out: Path) -> List[dict]:
+    path = out / "results.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = (), workers: int = 1,
+                  quiet: bool = False) -> List[dict]:
+    """Run what is missing from `out/results.jsonl`, then write the tables and plot."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"overrides": list(overrides)}
+    meta_path = out / "benchmark.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
+        raise RunFolderError(
+            f"{out} holds a benchmark with other overrides ({json.loads(meta_path.read_text())['overrides']}); "
+            "use another --out or the same overrides"
+        )
+    meta_path.write_text(json.dumps(meta))
+    records = read_records(out)
+    done = {r["key"]: r for r in records}
+    todo = []
+    for spec in specs:
+        cfg = load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides))
+        if spec.key in done:
+            if done[spec.key]["config_hash"] != config_hash(cfg):
+                raise RunFolderError(
+                    f"{out}/results.jsonl holds {spec.key} from a different config; use another --out"
+                )
+            continue
+        todo.append(spec)
+        partial = out / "runs" / spec.key
+        if partial.exists():  # interrupted before it finished: it has no result to lose
+            shutil.rmtree(partial)
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo), desc="runs", unit="run", disable=quiet) as bar:
+        if workers <= 1:
+            finished = (_run_one(spec, list(overrides), str(out), threads) for spec in todo)
+            _collect(finished, log, records, bar)
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(_run_one, spec, list(overrides), str(out), threads) for spec in todo]
+                _collect((f.result() for f in as_completed(futures)), log, records, bar)
+    write_reports(out, records)
+    return records
+
+
+def _collect(finished, log, records, bar) -> None:
+    for record in finished:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        records.append(record)
+        bar.set_postfix_str(f"{record['key']}: {record['test']['unbiased']:.2f}")
+        bar.update()
+
+
+def _mean_std(values: List[float]) -> str:
+    if not values:
+        return ""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.2f} ± {std:.2f} (n={len(values)})"
+
+
+def summarize_records(records: List[dict], metric: str = "unbiased") -> Dict[tuple, Dict[str, List[float]]]:
+    """(method, ratio) -> selection -> values over seeds."""
+    table: Dict[tuple, Dict[str, List[float]]] = {}
+    for r in records:
+        value = r["test"].get(metric)
+        if value is not None and not math.isnan(value):
+            table.setdefault((r["method"], r["ratio"]), {}).setdefault(r["selection"], []).append(value)
+    return table
+
+
+def write_reports(out: Path, records: List[dict]) -> None:
+    if not records:
+        return
+    paper = paper_reference()
+    dataset = records[0]["dataset"]
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    ratios = sorted({r["ratio"] for r in records})
+    selections = [s for s in ("last", "val", "oracle") if any(r["selection"] == s for r in records)]
+    label_users = {r["method"] for r in records if r["uses_bias_labels"]}
+    table = summarize_records(records)
+    rows = []
+    for method in methods:
+        for ratio in ratios:
+            cells = table.get((method, ratio), {})
+            ref = paper.get(dataset, {}).get(method, {}).get(f"{ratio:g}")
+            rows.append({
+                "method": method + (" (bias labels)" if method in label_users else ""),
+                "ratio_pct": f"{ratio * 100:g}",
+                **{f"ours_{s}": _mean_std(cells.get(s, [])) for s in selections},
+                "paper": "" if ref is None else (f"{ref[0]:.2f}" + ("" if ref[1] is None else f" ± {ref[1]:.2f}")),
+            })
+    with open(out / "table.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    header = list(rows[0])
+    md = [
+        f"# {dataset}: unbiased test accuracy (%), mean ± std over seeds",
+        "",
+        "Selection protocols: `last` = last epoch (label-free); `val` = held-out training split (label-free); "
+        "`oracle` = best test-split metric using bias labels (the official code's protocol, which the paper's "
+        "numbers used). The paper column is Table 1 of the paper.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows),
+        "",
+    ]
+    (out / "table.md").write_text("\n".join(md))
+    plot(out / "accuracy_vs_ratio.png", table, methods, ratios, selections, paper.get(dataset, {}))
+
+
+def plot(path: Path, table, methods, ratios, selections, paper) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"last": "-", "val": "-.", "oracle": "--"}
+    for i, method in enumerate(methods):
+        colour = f"C{i}"
+        for s in selections:
+            xs = [r * 100 for r in ratios if table.get((method, r), {}).get(s)]
+            ys = [statistics.fmean(table[(method, r)][s]) for r in ratios if table.get((method, r), {}).get(s)]
+            if xs:
+                ax.plot(xs, ys, styles[s], color=colour, marker="o", label=f"{method} ({s})")
+        ref = [(float(k) * 100, v[0]) for k, v in sorted(paper.get(method, {}).items(), key=lambda kv: float(kv[0]))]
+        if ref:
+            ax.plot(*zip(*ref), ":", color=colour, marker="x", alpha=0.6, label=f"{method} (paper)")
+    ax.set_xscale("log")
+    ax.set_xticks([r * 100 for r in ratios], [f"{r * 100:g}" for r in ratios])
+    ax.set_xlabel("bias-conflicting training samples (%)")
+    ax.set_ylabel("unbiased test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_list(text: str, kind, name: str) -> list:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--{name} must be a comma-separated list, got {text!r}") from None

@@ -1,0 +1,57 @@
+"""The benchmark runner: grid, resume, consistency checks, reports."""
+import csv
+import json
+
+import pytest
+
+import denetdm.benchmark as bench
+from denetdm.cli import main
+from denetdm.errors import ConfigError, RunFolderError
+
+TINY = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=1", "method.stage2.epochs=1"]
+TINY_ERM = ["data.name=synthetic", "device=cpu", "method.optim.epochs=1"]
+
+
+def test_resume_skips_finished_runs_and_reports(tmp_path, monkeypatch):
+    calls = []
+    real = bench._run_one
+    monkeypatch.setattr(bench, "_run_one", lambda spec, *a: calls.append(spec.key) or real(spec, *a))
+    out = tmp_path / "bench"
+    specs = bench.plan(["denetdm"], [0.05], [0], ["last", "oracle"], overrides=TINY)
+    bench.run_benchmark(out, specs, TINY, quiet=True)
+    assert calls == ["denetdm_r0.05_s0_last", "denetdm_r0.05_s0_oracle"]
+    (out / "runs" / "denetdm_r0.05_s1_last").mkdir(parents=True)  # an interrupted run: restarted
+    specs = bench.plan(["denetdm"], [0.05], [0, 1], ["last", "oracle"], overrides=TINY)
+    records = bench.run_benchmark(out, specs, TINY, quiet=True)
+    assert calls[2:] == ["denetdm_r0.05_s1_last", "denetdm_r0.05_s1_oracle"]
+    assert len(records) == 4 == len((out / "results.jsonl").read_text().splitlines())
+    record = records[0]
+    assert record["deployed"] == "stage2_target" and record["test"] == record["branches"]["stage2_target"]
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert rows[0]["method"] == "denetdm" and rows[0]["ratio_pct"] == "5"
+    assert "(n=2)" in rows[0]["ours_last"] and rows[0]["paper"] == "93.54 ± 0.22"
+    assert "oracle" in (out / "table.md").read_text()
+    assert (out / "accuracy_vs_ratio.png").stat().st_size > 1000
+    # A results folder from other overrides is refused, and nothing in it is touched.
+    before = (out / "results.jsonl").read_text()
+    with pytest.raises(RunFolderError, match="other overrides"):
+        bench.run_benchmark(out, specs, [*TINY, "seed=3"], quiet=True)
+    assert (out / "results.jsonl").read_text() == before
+
+
+def test_parallel_workers_and_the_cli(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["benchmark", "--methods", "erm", "--ratios", "0.02,0.05", "--seeds", "0", "--selections", "last",
+            "--workers", "2", "--out", str(out), "-q", *TINY_ERM]
+    assert main(args) == 0
+    assert "erm" in capsys.readouterr().out
+    keys = sorted(json.loads(l)["key"] for l in (out / "results.jsonl").read_text().splitlines())
+    assert keys == ["erm_r0.02_s0_last", "erm_r0.05_s0_last"]
+
+
+def test_bad_grids_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        bench.plan(["nope"], [0.01], [0], ["last"])
+    with pytest.raises(ConfigError, match="outside"):
+        bench.plan(["erm"], [1.5], [0], ["last"])
+    assert main(["benchmark", "--ratios", "a,b", "--out", str(tmp_path / "x")]) == 2
