@@ -58,3 +58,6 @@ def create_model(spec: ModelSpec, input_shape: Tuple[int, ...]) -> nn.Module:
 
 def list_models():
     return MODELS.names()
+
+
+from . import cnn, resnet_cifar, torchvision_resnet  # noqa: E402,F401  (registration)
