@@ -15,6 +15,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
+	# Frost textures of CIFAR-10-C; --no-deps keeps its non-headless OpenCV out.
+	$(BIN)/pip install --no-deps 'imagecorruptions>=1.1'
 	touch $@
 
 demo: $(BIN)/.installed

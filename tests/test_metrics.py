@@ -30,3 +30,16 @@ def test_empty_cells_are_ignored_and_unknown_bias_reports_label_free_metrics():
     assert math.isclose(s["aligned"], 200 / 3) and math.isnan(s["conflicting"])
     s = summarize(p, y, torch.tensor([-1, -1, -1]), 3, 3)
     assert set(s) == {"accuracy", "worst_class"} and s["worst_class"] == 0.0
+
+
+def test_batched_crop_flip_moves_pixels_within_the_padding():
+    from denetdm.data.base import random_crop_flip
+
+    torch.manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float).view(2, 3, 8, 8) + 1
+    out = random_crop_flip(x, padding=2)
+    assert out.shape == x.shape
+    for i in range(2):  # every output is a shifted (maybe flipped) window of the zero-padded input
+        padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
+        windows = [padded[:, r:r + 8, c:c + 8] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(2)) for w in windows)

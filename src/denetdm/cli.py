@@ -67,6 +67,38 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from .analysis import experiments as ex
+    from .benchmark import parse_list
+
+    cfg = _load(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.analysis == "rank":
+        models = parse_list(args.models or "mlp:3,mlp:5", str, "models")
+        iterations = parse_list(args.iterations or "0,25,50,100,200", int, "iterations")
+        result = ex.run_rank(cfg, models, iterations, seed=cfg.seed, lr=args.lr, batch_size=args.batch_size)
+        ex.plot_rank(result, out / "rank_per_layer")
+        path = ex.save(result, out, "rank")
+        for space, r in {"input": result["theorem1"]["input"], **{f"{m} features@{s}": f
+                         for m, fs in result["features"].items() for s, f in fs.items()}}.items():
+            print(f"effective rank, {space}: aligned {r['aligned']['mean']:.2f} vs conflicting {r['conflicting']['mean']:.2f}")
+    else:
+        setting = dict(ex.FIGURES.get(args.figure, {})) if args.figure else {}
+        mode = args.mode or setting.get("mode", "init")
+        models = parse_list(args.models, str, "models") if args.models else setting.get("models", ["mlp:3", "mlp:5"])
+        iterations = parse_list(args.iterations, int, "iterations") if args.iterations else setting.get("iterations", [0])
+        seeds = parse_list(args.seeds, int, "seeds") if args.seeds else setting.get("seeds", [cfg.seed])
+        result = ex.run_decodability(cfg, mode, models, iterations, seeds, lr=args.lr, batch_size=args.batch_size)
+        name = f"decodability_fig{args.figure}" if args.figure else f"decodability_{mode}"
+        ex.plot_decodability(result, out / name, f"{name} ({cfg.data.name}, {cfg.data.ratio:g} conflicting)")
+        path = ex.save(result, out, name)
+        for label, c in result["curves"].items():
+            print(f"{label}: core {[round(v, 1) for v in c['core']]}  bias {[round(v, 1) for v in c['bias']]}")
+    print(f"wrote {path} and its plots")
+    return 0
+
+
 def cmd_list(args) -> int:
     from . import list_datasets, list_methods, list_models, list_presets
 
@@ -112,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. device=cpu")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("analyze", help="the paper's analyses: linear decodability and effective rank")
+    p.add_argument("analysis", choices=["decodability", "rank"])
+    _config_args(p)
+    p.add_argument("--figure", choices=sorted(__import__("denetdm.analysis.experiments", fromlist=["x"]).FIGURES),
+                   help="the settings of a paper figure (2a, 2b, 3, 4)")
+    p.add_argument("--mode", choices=["init", "erm", "denetdm"], help="untrained nets, ERM training, DeNetDM stage 1")
+    p.add_argument("--models", help="comma list, e.g. mlp:3,mlp:5 or resnet20,cnn3")
+    p.add_argument("--iterations", help="comma list of training steps to probe at")
+    p.add_argument("--seeds", help="comma list")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", default="runs/analysis")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("list", help="list methods, models, datasets or presets")
     p.add_argument("what", nargs="?", choices=["methods", "models", "datasets", "presets"])

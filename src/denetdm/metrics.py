@@ -28,8 +28,10 @@ def summarize(
     bias: Optional[torch.Tensor],
     num_classes: int,
     num_bias: int,
+    groups: bool = False,
 ) -> Dict[str, float]:
-    """Accuracies in percent. Without bias labels only label-free ones are reported."""
+    """Accuracies in percent. Without bias labels only label-free ones are reported.
+    `groups` adds the (target x bias) accuracy matrix (None for empty cells)."""
     pred, y = pred.cpu(), y.cpu()
     out: Dict[str, float] = {"accuracy": 100.0 * (pred == y).double().mean().item()}
     per_class_total = torch.bincount(y, minlength=num_classes).double()
@@ -55,4 +57,6 @@ def summarize(
         conflicting=mean(~aligned),
         worst_group=100.0 * acc[present].min().item(),
     )
+    if groups:
+        out["groups"] = [[100.0 * a if p else None for a, p in zip(ra.tolist(), rp.tolist())] for ra, rp in zip(acc, present)]
     return out

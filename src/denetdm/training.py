@@ -82,7 +82,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 2048) -> Dict[str, Dict[str, float]]:
+def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 2048, groups: bool = False) -> Dict[str, Dict[str, float]]:
     """Summaries per predictor on one split; bias-label metrics only where labels exist."""
     was_training = model.training
     model.eval()
@@ -94,7 +94,7 @@ def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 
             preds[name].append(predictors[name](x).argmax(dim=1))
     model.train(was_training)
     bias = split.bias if split.has_bias else None
-    return {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias) for n, p in preds.items()}
+    return {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
 
 
 def format_table(results: Dict[str, Dict[str, float]], selection: str) -> str:
@@ -179,7 +179,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
             selector.restore(model)
             selected[phase.name] = selector.best_epoch
             save_atomic(checkpoint_dict(cfg, model, phase.name, selector.best_epoch), out / "checkpoints" / f"{phase.name}.pt")
-    final = evaluate(model, splits.test, model.predictors())
+    final = evaluate(model, splits.test, model.predictors(), groups=True)
     results = {
         "selection": cfg.selection,
         "selection_description": DESCRIPTIONS[cfg.selection],
@@ -224,4 +224,4 @@ def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
     model.load_state_dict(ckpt["state_dict"])
     model.to(dev)
-    return cfg, evaluate(model, splits.test, model.predictors())
+    return cfg, evaluate(model, splits.test, model.predictors(), groups=True)

@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 
 from ..config import DataConfig
+from ..errors import ConfigError
 from ..registry import Registry
 
 Batch = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -74,23 +75,55 @@ class BiasDataset(torch.utils.data.Dataset):
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)
 
 
-class TensorBiasDataset(BiasDataset):
-    """An in-memory split. `x` is uint8 images (N, C, H, W), scaled to [0, 1] per batch."""
+NORMALIZATION = {
+    "cifar": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, num_classes: int, num_bias: int):
+
+def random_crop_flip(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """RandomCrop(size, padding) + RandomHorizontalFlip for a whole batch at once."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    oy = torch.randint(0, 2 * padding + 1, (n, 1), device=x.device)
+    ox = torch.randint(0, 2 * padding + 1, (n, 1), device=x.device)
+    rows = (torch.arange(h, device=x.device) + oy)[:, None, :, None]
+    cols = (torch.arange(w, device=x.device) + ox)[:, None, None, :]
+    out = padded[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+class TensorBiasDataset(BiasDataset):
+    """An in-memory split. `x` is uint8 images (N, C, H, W), scaled to [0, 1] per batch,
+    then augmented (training splits, if asked) and normalised, all on whole batches."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, num_classes: int, num_bias: int,
+                 normalize: str = "none", augment: bool = False):
         assert len(x) == len(y) == len(bias)
         self.x, self.y, self.bias = x, y.long(), bias.long()
         self.num_classes, self.num_bias = num_classes, num_bias
+        self.normalize, self.augment = normalize, augment
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().div_(255.0)
+        if self.augment:
+            x = random_crop_flip(x)
+        if self.normalize != "none":
+            mean, std = (torch.tensor(v, device=x.device)[:, None, None] for v in NORMALIZATION[self.normalize])
+            x = (x - mean) / std
+        return x
 
     def __getitem__(self, i: int) -> Batch:
-        return torch.tensor(i), self.x[i].float() / 255.0, self.y[i], self.bias[i]
+        return torch.tensor(i), self._prepare(self.x[i : i + 1])[0], self.y[i], self.bias[i]
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
     def subset(self, index: torch.Tensor, train: bool = True) -> "TensorBiasDataset":
-        return TensorBiasDataset(self.x[index], self.y[index], self.bias[index], self.num_classes, self.num_bias)
+        return TensorBiasDataset(self.x[index], self.y[index], self.bias[index], self.num_classes, self.num_bias,
+                                 self.normalize, self.augment and train)
 
     def to(self, device: torch.device) -> "TensorBiasDataset":
         self.device = torch.device(device)
@@ -103,7 +136,7 @@ class TensorBiasDataset(BiasDataset):
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            yield idx, self.x[idx].float().div_(255.0), self.y[idx], self.bias[idx]
+            yield idx, self._prepare(self.x[idx]), self.y[idx], self.bias[idx]
 
 
 @dataclass
@@ -131,7 +164,12 @@ def hold_out(train: BiasDataset, fraction: float, seed: int) -> Tuple[BiasDatase
 
 def create_dataset(cfg: DataConfig, with_val: bool = False, progress: bool = True) -> Splits:
     splits = DATASETS.get(cfg.name)(cfg, progress=progress)
-    if with_val:
+    if cfg.normalize not in ("none", *NORMALIZATION):
+        raise ConfigError(f"data.normalize={cfg.normalize!r} is unknown; use none, cifar or imagenet")
+    for split in (splits.train, splits.test, splits.val):
+        if isinstance(split, TensorBiasDataset):  # file datasets build these into their transforms
+            split.normalize, split.augment = cfg.normalize, cfg.augment and split is splits.train
+    if with_val and splits.val is None:  # a dataset that ships a validation split keeps it
         splits.train, splits.val = hold_out(splits.train, cfg.val_fraction, cfg.seed)
     return splits
 

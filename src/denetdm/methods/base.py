@@ -63,6 +63,7 @@ class Algorithm(nn.Module):
     """Subclasses set `config_class` and implement the methods below."""
 
     config_class: ClassVar[type]
+    uses_bias_labels: ClassVar[bool] = False  # True: training reads the batch's bias labels (GroupDRO)
 
     def __init__(self, cfg, input_shape: Tuple[int, ...], num_classes: int, num_train: int):
         super().__init__()

@@ -37,11 +37,16 @@ class DeNetDMConfig(MethodConfig):
     temperature: float = 2.0  # tau of the distillation
     poe_weight: float = 1.0  # w_t, weight of the stage-2 product-of-experts loss L_t
     distill_weight: float = 1.0  # w_dist, weight of tau^2 * L_dist (0 turns distillation off)
+    # What `oracle` selection maximises in stage 2: the official code uses unbiased accuracy,
+    # and conflicting accuracy on BFFHQ.
+    stage2_oracle_metric: str = "unbiased"
 
     def validate(self) -> None:
         super().validate()
         if self.temperature <= 0:
             raise ConfigError(f"method.temperature={self.temperature} must be > 0")
+        if self.stage2_oracle_metric not in ("unbiased", "conflicting", "worst_group", "accuracy"):
+            raise ConfigError(f"method.stage2_oracle_metric={self.stage2_oracle_metric!r} is not a test metric name")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -87,7 +92,7 @@ class DeNetDM(Algorithm):
             # The official code keeps the stage-1 checkpoint whose shallow branch has the best
             # conflicting accuracy, and the stage-2 one with the best unbiased accuracy.
             Phase("stage1", self.cfg.stage1, "stage1_shallow", "conflicting", stage1, drop_last=True),
-            Phase("stage2", self.cfg.stage2, "stage2_target", "unbiased", ("stage2_target",)),
+            Phase("stage2", self.cfg.stage2, "stage2_target", self.cfg.stage2_oracle_metric, ("stage2_target",)),
         ]
 
     def start_phase(self, phase, train):
