@@ -18,15 +18,6 @@ BASELINES = ("lff", "jtt", "dfa", "groupdro")
 SHAPE, CLASSES, N = (3, 4, 4), 10, 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared CPU run many times faster without thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(method, overrides=(), num_classes=CLASSES, num_train=N, shape=SHAPE):
     extra = ["method.feature_dim=4"] if method == "dfa" else []
     cfg = load_config(f"{method}_colored_mnist", ["method.model.width=8", *extra, *overrides])

@@ -6,19 +6,7 @@ from denetdm.config import DataConfig
 from denetdm.data import create_dataset
 from denetdm.data.colored_mnist import PALETTE, assign_bias, cache_path, colorize
 from denetdm.data.mnist import load_mnist
-
-
-def expected_counts(n_per_class, aligned_ratio, k=10):
-    """Per-(class, colour) counts from the protocol's rounded cumulative milestones."""
-    rows = []
-    for y, n in enumerate(n_per_class):
-        shares = [aligned_ratio if c == y else (1 - aligned_ratio) / (k - 1) for c in range(k)]
-        milestones, acc = [], 0.0
-        for s in shares:
-            acc += s
-            milestones.append(round(n * acc))
-        rows.append([m - p for m, p in zip(milestones, [0] + milestones[:-1])])
-    return torch.tensor(rows)
+from protocol import expected_counts
 
 
 @pytest.mark.parametrize("ratio,conflicting", [(0.01, 598), (0.05, 3000)])

@@ -14,6 +14,7 @@ from denetdm.data import create_dataset
 from denetdm.data import corruptions as C
 from denetdm.data.corrupted_cifar10 import cache_path
 from denetdm.errors import DataError
+from protocol import expected_counts
 
 HAS_FROST = importlib.util.find_spec("imagecorruptions") is not None
 needs_frost = pytest.mark.skipif(not HAS_FROST, reason="frost textures need `pip install imagecorruptions`")
@@ -151,19 +152,6 @@ def test_frost_without_textures_names_the_package(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- dataset
-
-
-def expected_counts(n_per_class, aligned_ratio, k):
-    """Per-(class, corruption) counts from the protocol's rounded cumulative milestones."""
-    rows = []
-    for y, n in enumerate(n_per_class):
-        shares = [aligned_ratio if c == y else (1 - aligned_ratio) / (k - 1) for c in range(k)]
-        milestones, acc = [], 0.0
-        for s in shares:
-            acc += s
-            milestones.append(round(n * acc))
-        rows.append([m - p for m, p in zip(milestones, [0] + milestones[:-1])])
-    return torch.tensor(rows)
 
 
 def counts(split, k):

@@ -14,15 +14,6 @@ SHAPES = {"mlp": (3, 28, 28), "cnn4": (3, 42, 42)}
 BACKBONES = [n for n in list_models() if not n.startswith("test_")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny batches gain nothing from threads, and on a busy machine they spin: use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 

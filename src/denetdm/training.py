@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import random
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from .config import Config, config_from_dict, to_yaml
 from .data import create_dataset
 from .data.base import BiasDataset, Splits
 from .errors import RunFolderError
+from .fileio import save_atomic, write_text_atomic
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, summarize
 from .selection import DESCRIPTIONS, Selector
@@ -61,24 +61,6 @@ def machine_info(device: torch.device) -> Dict[str, object]:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def save_atomic(obj, path: Path) -> None:
-    """torch.save through a temporary file, so a crash never leaves half a checkpoint."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

@@ -157,12 +157,7 @@ def plot_decodability(result: dict, path: Path, title: str) -> None:
     ax.set_xlabel("depth (linear layers)" if result["mode"] == "init" else "training iterations")
     ax.set_ylabel("linear decodability (%)")
     ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    for suffix in (".png", ".svg"):
-        fig.savefig(path.with_suffix(suffix), dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, path)
 
 
 def plot_rank(result: dict, path: Path) -> None:
@@ -179,6 +174,13 @@ def plot_rank(result: dict, path: Path) -> None:
                         label=f"{name}, iteration {step}")
     ax.set_xlabel("layer (after each ReLU)")
     ax.set_ylabel("effective rank of features")
+    _finish(fig, ax, path)
+
+
+def _finish(fig, ax, path: Path) -> None:
+    """Grid, legend, and the figure as PNG and SVG."""
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

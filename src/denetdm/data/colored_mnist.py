@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import DataConfig
 from ..errors import DataError
+from ..fileio import save_atomic
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root
 from .mnist import MNIST_FILES, load_mnist
 
@@ -123,18 +122,6 @@ def generate(cfg: DataConfig, progress: bool = True) -> dict:
     return tensors
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 @DATASETS.register("colored_mnist")
 def colored_mnist(cfg: DataConfig, progress: bool = True) -> Splits:
     path = cache_path(cfg)
@@ -149,7 +136,7 @@ def colored_mnist(cfg: DataConfig, progress: bool = True) -> Splits:
     if tensors is None:
         tensors = generate(cfg, progress=progress)
         try:
-            _save_atomic({**tensors, "params": cache_params(cfg)}, path)
+            save_atomic({**tensors, "params": cache_params(cfg)}, path)
         except OSError as exc:
             raise DataError(
                 f"cannot write the Colored MNIST cache {path} ({exc.strerror}); set DENETDM_CACHE to a writable folder"

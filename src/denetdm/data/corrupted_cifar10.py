@@ -42,7 +42,8 @@ import torch
 from ..config import DataConfig
 from ..errors import DataError
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root
-from .colored_mnist import _save_atomic, assign_bias
+from ..fileio import save_atomic
+from .colored_mnist import assign_bias
 
 PROTOCOL_VERSION = 1
 NUM_CLASSES = 10
@@ -354,7 +355,7 @@ def corrupted_cifar10(cfg: DataConfig, progress: bool = True) -> Splits:
     if tensors is None:
         tensors = generate(cfg, source, progress=progress)
         try:
-            _save_atomic({**tensors, "params": params}, path)
+            save_atomic({**tensors, "params": params}, path)
         except OSError as exc:
             raise DataError(
                 f"cannot write the Corrupted CIFAR-10 cache {path} ({exc.strerror}); "

@@ -763,14 +763,20 @@ def _file_splits(cfg, name, paths, y, bias, split_codes, num_classes, num_bias, 
     return Splits(train=parts["train"], test=parts["test"], val=parts.get("val"), name=name)
 
 
+def _user_file(cfg: DataConfig, name: str, what: str, help: str) -> Path:
+    """The file a user dataset reads, or a one-line error saying how to point at it."""
+    if not cfg.path:
+        raise DataError(f"data.name={name} needs data.path=<{what}>; {help}")
+    file = Path(cfg.path).expanduser()
+    if not file.is_file():
+        raise DataError(f"{name} file {file} does not exist; set data.path to {what} ({help})")
+    return file
+
+
 @DATASETS.register("csv")
 def csv_dataset(cfg: DataConfig, progress: bool = True) -> Splits:
     header_help = "the first line must be a header: path,label[,bias][,split]"
-    if not cfg.path:
-        raise DataError(f"data.name=csv needs data.path=<your file.csv>; {header_help}")
-    file = Path(cfg.path).expanduser()
-    if not file.is_file():
-        raise DataError(f"CSV file {file} does not exist; set data.path to your CSV ({header_help})")
+    file = _user_file(cfg, "csv", "your file.csv", header_help)
     try:
         with open(file, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -918,11 +924,7 @@ def _channels_first(x: np.ndarray, file: Path) -> np.ndarray:
 @DATASETS.register("npz")
 def npz(cfg: DataConfig, progress: bool = True) -> Splits:
     keys = "x (images), y (labels 0..K-1), optional bias and split"
-    if not cfg.path:
-        raise DataError(f"data.name=npz needs data.path=<file.npz> with arrays {keys}")
-    file = Path(cfg.path).expanduser()
-    if not file.is_file():
-        raise DataError(f"npz file {file} does not exist; set data.path to a .npz with arrays {keys}")
+    file = _user_file(cfg, "npz", "file.npz", f"it holds arrays {keys}")
     try:
         with np.load(file, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

@@ -26,7 +26,7 @@ from ..config import ModelSpec, OptimConfig
 from ..errors import ConfigError
 from ..models import create_model
 from .base import Algorithm, MethodConfig, Phase, make_optimizer
-from .lff import SampleLossEMA, generalized_ce, relative_difficulty
+from .lff import SampleLossEMA, check_gce_ema, generalized_ce, relative_difficulty
 from .registry import register_method
 
 
@@ -64,10 +64,7 @@ class DFAConfig(MethodConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0.0 < self.q <= 1.0:
-            raise ConfigError(f"method.q={self.q} must be in (0, 1]")
-        if not 0.0 <= self.ema_alpha < 1.0:
-            raise ConfigError(f"method.ema_alpha={self.ema_alpha} must be in [0, 1)")
+        check_gce_ema(self)
         if self.curr_step < 0 or self.lr_decay_step < 1 or not 0.0 < self.lr_gamma <= 1.0:
             raise ConfigError("method.curr_step must be >= 0, lr_decay_step >= 1 and lr_gamma in (0, 1]")
         if self.feature_dim < 0 or self.input_scale <= 0:

@@ -98,10 +98,15 @@ class LfFConfig(MethodConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0.0 < self.q <= 1.0:
-            raise ConfigError(f"method.q={self.q} must be in (0, 1]")
-        if not 0.0 <= self.ema_alpha < 1.0:
-            raise ConfigError(f"method.ema_alpha={self.ema_alpha} must be in [0, 1)")
+        check_gce_ema(self)
+
+
+def check_gce_ema(cfg) -> None:
+    """The GCE exponent and the loss-EMA momentum shared by LfF and DisEnt."""
+    if not 0.0 < cfg.q <= 1.0:
+        raise ConfigError(f"method.q={cfg.q} must be in (0, 1]")
+    if not 0.0 <= cfg.ema_alpha < 1.0:
+        raise ConfigError(f"method.ema_alpha={cfg.ema_alpha} must be in [0, 1)")
 
 
 def classifier(spec: ModelSpec, input_shape, num_classes: int) -> nn.Sequential:
