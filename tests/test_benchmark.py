@@ -55,3 +55,15 @@ def test_bad_grids_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="outside"):
         bench.plan(["erm"], [1.5], [0], ["last"])
     assert main(["benchmark", "--ratios", "a,b", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_ablation_grid_runs_variants_and_reports(tmp_path):
+    specs = bench.plan_ablation("table5", seeds=[0], overrides=TINY)
+    assert [s.key for s in specs] == ["denetdm-deep5_shallow5_r0.01_s0_last", "denetdm-deep5_shallow3_r0.01_s0_last"]
+    assert "method.shallow.depth=5" in specs[0].overrides(TINY)
+    records = bench.run_benchmark(tmp_path, specs, TINY, quiet=True)
+    bench.write_ablation_report(tmp_path, "table5", records)
+    text = (tmp_path / "table5.md").read_text()
+    assert "deep5_shallow3" in text and "stage1_shallow conflicting" in text and "83.17" in text
+    with pytest.raises(ConfigError, match="unknown ablation"):
+        bench.plan_ablation("table99")

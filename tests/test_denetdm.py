@@ -93,3 +93,18 @@ def test_shallow_not_shallower_than_deep_warns():
 
     with pytest.warns(UserWarning, match="not shallower"):
         tiny(["method.shallow.depth=5"])
+
+
+def test_official_bn_drift_option_updates_only_the_deep_branch_statistics():
+    model = tiny(["method.deep.arch=test_bn_mlp", "method.shallow.arch=test_bn_mlp", "method.shallow.depth=2",
+                  "method.target.arch=test_bn_mlp", "method.deep_bn_drift=true"])
+    stage1, stage2 = model.phases()
+    model.start_phase(stage1, None)
+    model.start_phase(stage2, None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    model.update(batch())
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert "deep.body.2.running_mean" in changed and "deep.body.1.weight" not in changed
+    assert not any(k.startswith(("shallow.", "head.")) for k in changed)

@@ -45,13 +45,49 @@ class RunSpec:
     seed: int
     selection: str
     dataset: str = "colored_mnist"
+    variant: str = ""  # an ablation's named setting, applied after the common overrides
+    variant_overrides: tuple = ()
 
     @property
     def key(self) -> str:
-        return f"{self.method}_r{self.ratio:g}_s{self.seed}_{self.selection}"
+        name = f"{self.method}-{self.variant}" if self.variant else self.method
+        return f"{name}_r{self.ratio:g}_s{self.seed}_{self.selection}"
 
     def overrides(self, extra: Sequence[str]) -> List[str]:
-        return [f"data.ratio={self.ratio}", f"seed={self.seed}", f"selection={self.selection}", *extra]
+        return [f"data.ratio={self.ratio}", f"seed={self.seed}", f"selection={self.selection}", *extra,
+                *self.variant_overrides]
+
+
+# The paper's depth ablations on Colored MNIST at 1% (depths count linear layers incl. the head).
+# Table 5 is stage 1 only: which branch takes the bias when the depths are equal or not.
+# Table 9 trains the full method for (shallow, deep) pairs and reports the stage-2 model.
+ABLATIONS = {
+    "table5": {
+        "variants": {f"deep{d}_shallow{s}": (f"method.deep.depth={d}", f"method.shallow.depth={s}",
+                                             "method.stage2.epochs=0") for d, s in ((5, 5), (5, 3))},
+        "seeds": [0, 1, 2, 3, 4], "ratios": [0.01], "predictors": ["stage1_deep", "stage1_shallow"],
+    },
+    "table9": {
+        "variants": {f"shallow{s}_deep{d}": (f"method.deep.depth={d}", f"method.shallow.depth={s}")
+                     for s, d in ((3, 4), (3, 5), (3, 7), (6, 7), (4, 8), (6, 8))},
+        "seeds": [0], "ratios": [0.01], "predictors": ["stage2_target", "stage1_deep", "stage1_shallow"],
+    },
+}
+
+
+def plan_ablation(name: str, seeds=None, selections=("last",), dataset="colored_mnist", overrides=()) -> List[RunSpec]:
+    if name not in ABLATIONS:
+        raise ConfigError(f"unknown ablation {name!r}; choose one of: {', '.join(ABLATIONS)}")
+    ab = ABLATIONS[name]
+    specs = []
+    for variant, extra in ab["variants"].items():
+        for ratio in ab["ratios"]:
+            for seed in seeds or ab["seeds"]:
+                for selection in selections:
+                    spec = RunSpec("denetdm", ratio, seed, selection, dataset, variant, tuple(extra))
+                    load_config(preset_for("denetdm", dataset), spec.overrides(overrides))
+                    specs.append(spec)
+    return specs
 
 
 def config_hash(cfg) -> str:
@@ -84,7 +120,7 @@ def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int) -> dic
     results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset))
     deployed = results["deployed"]
     return {
-        "key": spec.key, "method": spec.method, "dataset": spec.dataset, "ratio": spec.ratio,
+        "key": spec.key, "method": spec.method, "variant": spec.variant, "dataset": spec.dataset, "ratio": spec.ratio,
         "seed": spec.seed, "selection": spec.selection, "deployed": deployed,
         "uses_bias_labels": results["uses_bias_labels"], "test": results["test"][deployed],
         "branches": results["test"], "selected_epochs": results["selected_epochs"],
@@ -167,7 +203,28 @@ def summarize_records(records: List[dict], metric: str = "unbiased") -> Dict[tup
     return table
 
 
+def write_ablation_report(out: Path, name: str, records: List[dict]) -> None:
+    """Conflicting / aligned accuracy per variant and branch, mean ± std over seeds, beside the paper."""
+    ab, paper = ABLATIONS[name], paper_reference().get(name, {})
+    rows = []
+    for variant in ab["variants"]:
+        runs = [r for r in records if r.get("variant") == variant]
+        row = {"variant": variant, "seeds": len(runs)}
+        for pred in ab["predictors"]:
+            for metric in ("conflicting", "aligned"):
+                row[f"{pred} {metric}"] = _mean_std([r["branches"][pred][metric] for r in runs]).split(" (")[0]
+        row["paper"] = paper.get(variant, "")
+        rows.append(row)
+    header = list(rows[0])
+    md = [f"# Ablation {name} (Colored MNIST, {ab['ratios'][0] * 100:g}% conflicting, selection: last epoch)", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+          *("| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows), ""]
+    (out / f"{name}.md").write_text("\n".join(md))
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
+
+
 def write_reports(out: Path, records: List[dict]) -> None:
+    records = [r for r in records if not r.get("variant")]
     if not records:
         return
     paper = paper_reference()

@@ -54,14 +54,22 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import parse_list, plan, run_benchmark
+    from .benchmark import parse_list, plan, plan_ablation, run_benchmark, write_ablation_report
 
-    specs = plan(
-        parse_list(args.methods, str, "methods"), parse_list(args.ratios, float, "ratios"),
-        parse_list(args.seeds, int, "seeds"), parse_list(args.selections, str, "selections"),
-        args.dataset, args.overrides,
-    )
+    selections = parse_list(args.selections, str, "selections")
+    if args.ablation:
+        seeds = parse_list(args.seeds, int, "seeds") if args.seeds else None
+        specs = plan_ablation(args.ablation, seeds, selections, args.dataset, args.overrides)
+    else:
+        specs = plan(
+            parse_list(args.methods, str, "methods"), parse_list(args.ratios, float, "ratios"),
+            parse_list(args.seeds or "0,1,2", int, "seeds"), selections, args.dataset, args.overrides,
+        )
     records = run_benchmark(Path(args.out), specs, args.overrides, args.workers, args.quiet)
+    if args.ablation:
+        write_ablation_report(Path(args.out), args.ablation, [r for r in records if r.get("variant")])
+        print((Path(args.out) / f"{args.ablation}.md").read_text())
+        return 0
     print((Path(args.out) / "table.md").read_text())
     print(f"{len(records)} runs in {Path(args.out) / 'results.jsonl'}; plot: {Path(args.out) / 'accuracy_vs_ratio.png'}")
     return 0
@@ -136,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="methods x ratios x seeds, resumable, with tables beside the paper's")
     p.add_argument("--methods", default="denetdm,erm")
     p.add_argument("--ratios", default="0.005,0.01,0.02,0.05")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", help="comma list (default 0,1,2; an ablation's own default)")
     p.add_argument("--selections", default="last,oracle")
+    p.add_argument("--ablation", choices=["table5", "table9"], help="the paper's depth ablations instead of a method grid")
     p.add_argument("--dataset", default="colored_mnist", help="presets are <method>_<dataset> (DeNetDM: <dataset>)")
     p.add_argument("--workers", type=int, default=1, help="runs at once; CPU threads are split between them")
     p.add_argument("--out", default="runs/benchmark", help="results folder; rerunning continues where it stopped")

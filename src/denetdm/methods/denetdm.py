@@ -40,6 +40,9 @@ class DeNetDMConfig(MethodConfig):
     # What `oracle` selection maximises in stage 2: the official code uses unbiased accuracy,
     # and conflicting accuracy on BFFHQ.
     stage2_oracle_metric: str = "unbiased"
+    # The official code leaves the frozen deep branch in train mode in stage 2, so its BatchNorm
+    # statistics keep drifting (it has no BatchNorm on Colored MNIST). True reproduces that.
+    deep_bn_drift: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -101,10 +104,12 @@ class DeNetDM(Algorithm):
             trainable = [self.deep, self.shallow, self.head]
         else:
             self.target_head.load_state_dict(self.head.state_dict())
-            self.frozen = (self.deep, self.shallow, self.head)
-            for module in self.frozen:
+            for module in (self.deep, self.shallow, self.head):
                 module.requires_grad_(False)
-                module.eval()  # frozen in every sense: no BatchNorm statistics drift either
+            # Frozen in every sense (no BatchNorm statistics drift either), unless asked otherwise.
+            self.frozen = (self.shallow, self.head) if self.cfg.deep_bn_drift else (self.deep, self.shallow, self.head)
+            for module in self.frozen:
+                module.eval()
             trainable = [self.target, self.target_head]
         self.optimizer = make_optimizer((p for m in trainable for p in m.parameters()), phase.optim)
         return None
