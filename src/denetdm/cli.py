@@ -155,18 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("analyze", help="the paper's analyses: linear decodability and effective rank")
-    p.add_argument("analysis", choices=["decodability", "rank"])
-    _config_args(p)
-    p.add_argument("--figure", choices=sorted(__import__("denetdm.analysis.experiments", fromlist=["x"]).FIGURES),
-                   help="the settings of a paper figure (2a, 2b, 3, 4)")
-    p.add_argument("--mode", choices=["init", "erm", "denetdm"], help="untrained nets, ERM training, DeNetDM stage 1")
-    p.add_argument("--models", help="comma list, e.g. mlp:3,mlp:5 or resnet20,cnn3")
-    p.add_argument("--iterations", help="comma list of training steps to probe at")
-    p.add_argument("--seeds", help="comma list")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--out", default="runs/analysis")
-    p.set_defaults(func=cmd_analyze)
+    analyses = p.add_subparsers(dest="analysis", required=True)
+    for name, text in (("decodability", "linear probes of core and bias attributes (Figures 2-4)"),
+                       ("rank", "effective rank per layer, and aligned vs conflicting (Theorem 1)")):
+        q = analyses.add_parser(name, help=text)
+        _config_args(q)
+        q.add_argument("--models", help="comma list, e.g. mlp:3,mlp:5 or resnet20,cnn3")
+        q.add_argument("--iterations", help="comma list of training steps to measure at")
+        q.add_argument("--lr", type=float, default=1e-3)
+        q.add_argument("--batch-size", type=int, default=64)
+        q.add_argument("--out", default="runs/analysis")
+        if name == "decodability":
+            q.add_argument("--figure", choices=sorted(__import__("denetdm.analysis.experiments", fromlist=["x"]).FIGURES),
+                           help="the settings of a paper figure (2a, 2b, 3, 4)")
+            q.add_argument("--mode", choices=["init", "erm", "denetdm"], help="untrained nets, ERM training, DeNetDM stage 1")
+            q.add_argument("--seeds", help="comma list")
+        q.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("list", help="list methods, models, datasets or presets")
     p.add_argument("what", nargs="?", choices=["methods", "models", "datasets", "presets"])

@@ -112,7 +112,7 @@ def checkpoint_dict(cfg: Config, model, phase: str, selected_epoch: Optional[int
     }
 
 
-def _setup_runtime(cfg: Config) -> torch.device:
+def setup_runtime(cfg: Config) -> torch.device:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)
@@ -123,7 +123,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
     """Train `cfg` end to end into the run folder `out`; returns the results dict."""
     start = time.time()
     out = prepare_run_dir(Path(out))
-    device = _setup_runtime(cfg)
+    device = setup_runtime(cfg)
     write_text_atomic(out / "config.yaml", to_yaml(cfg))
     seed_everything(cfg.seed)
     splits: Splits = create_dataset(cfg.data, with_val=cfg.selection == "val", progress=not quiet).to(device)
@@ -201,7 +201,7 @@ def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str
     if data_root:
         cfg.data.root = data_root
     cfg.device = device
-    dev = _setup_runtime(cfg)
+    dev = setup_runtime(cfg)
     splits = create_dataset(cfg.data, with_val=cfg.selection == "val", progress=not quiet).to(dev)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
     model.load_state_dict(ckpt["state_dict"])

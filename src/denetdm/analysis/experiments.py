@@ -17,7 +17,7 @@ from ..data import create_dataset
 from ..errors import ConfigError
 from ..methods.erm import ERM, ERMConfig
 from ..methods.registry import create_method
-from ..training import resolve_device, seed_everything
+from ..training import setup_runtime, seed_everything
 from .decodability import decodability
 from .rank import effective_rank, layer_features, theorem1_check
 
@@ -46,7 +46,7 @@ def materialize(split, device):
 
 
 def _setup(cfg: Config):
-    device = resolve_device(cfg.device)
+    device = setup_runtime(cfg)
     splits = create_dataset(cfg.data, progress=False).to(device)
     if not splits.test.has_bias:
         raise ConfigError("the decodability and rank analyses need bias labels on the test split")
@@ -149,8 +149,9 @@ def plot_decodability(result: dict, path: Path, title: str) -> None:
     for i, (label, c) in enumerate(result["curves"].items()):
         xs = sorted(set(c["x"]))
         for attr, style in (("core", "-"), ("bias", "--")):
-            mean = [torch.tensor([v for x, v in zip(c["x"], c[attr]) if x == s]).mean().item() for s in xs]
-            std = [torch.tensor([v for x, v in zip(c["x"], c[attr]) if x == s]).std().nan_to_num().item() for s in xs]
+            values = [torch.tensor([v for x, v in zip(c["x"], c[attr]) if x == s]) for s in xs]
+            mean = [v.mean().item() for v in values]
+            std = [v.std().item() if len(v) > 1 else 0.0 for v in values]
             ax.errorbar(xs, mean, yerr=std, fmt=style, marker="o", color=f"C{i}", capsize=2,
                         label=f"{label}: {'core (digit/object)' if attr == 'core' else 'bias (colour/corruption)'}")
     ax.axhline(result["chance_core"], color="grey", lw=0.8, ls=":", label="chance")
