@@ -146,7 +146,10 @@ def plot_decodability(result: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (label, c) in enumerate(result["curves"].items()):
+    curves = result["curves"]
+    if result["mode"] == "init":  # one curve per attribute across the networks' depths
+        curves = {"untrained MLPs": {k: [v for c in curves.values() for v in c[k]] for k in ("x", "core", "bias")}}
+    for i, (label, c) in enumerate(curves.items()):
         xs = sorted(set(c["x"]))
         for attr, style in (("core", "-"), ("bias", "--")):
             values = [torch.tensor([v for x, v in zip(c["x"], c[attr]) if x == s]) for s in xs]
