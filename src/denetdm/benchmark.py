@@ -80,9 +80,9 @@ def plan_ablation(name: str, seeds=None, selections=("last",), dataset="colored_
         raise ConfigError(f"unknown ablation {name!r}; choose one of: {', '.join(ABLATIONS)}")
     ab = ABLATIONS[name]
     specs = []
-    for variant, extra in ab["variants"].items():
-        for ratio in ab["ratios"]:
-            for seed in seeds or ab["seeds"]:
+    for seed in seeds or ab["seeds"]:  # seed-major, so that a partial run covers every variant
+        for variant, extra in ab["variants"].items():
+            for ratio in ab["ratios"]:
                 for selection in selections:
                     spec = RunSpec("denetdm", ratio, seed, selection, dataset, variant, tuple(extra))
                     load_config(preset_for("denetdm", dataset), spec.overrides(overrides))
