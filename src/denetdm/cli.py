@@ -124,6 +124,8 @@ def cmd_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .analysis.experiments import FIGURES
+
     parser = argparse.ArgumentParser(prog="denetdm", description="DeNetDM: debiasing by network depth modulation")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -166,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--batch-size", type=int, default=64)
         q.add_argument("--out", default="runs/analysis")
         if name == "decodability":
-            q.add_argument("--figure", choices=sorted(__import__("denetdm.analysis.experiments", fromlist=["x"]).FIGURES),
+            q.add_argument("--figure", choices=sorted(FIGURES),
                            help="the settings of a paper figure (2a, 2b, 3, 4)")
             q.add_argument("--mode", choices=["init", "erm", "denetdm"], help="untrained nets, ERM training, DeNetDM stage 1")
             q.add_argument("--seeds", help="comma list")
