@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .training import evaluate_checkpoint, format_table, load_checkpoint
+    from .training import evaluate_checkpoint, format_table
 
     cfg, results = evaluate_checkpoint(Path(args.checkpoint), args.data_dir, args.device or "auto", args.quiet)
     if args.json:
