@@ -146,3 +146,12 @@ def test_torchvision_weights_loaded_from_local_cache(tmp_path, monkeypatch):
     torch.save(source.state_dict(), cache / "resnet18-f37072fd.pth")
     model = create_model(ModelSpec(arch="resnet18", pretrained="torchvision"), (3, 32, 32))
     assert torch.equal(model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+
+
+def test_mlp_input_scale_reproduces_the_lff_double_division():
+    torch.manual_seed(0)
+    plain = create_model(ModelSpec(arch="mlp", depth=3, width=5), (3, 2, 2))
+    scaled = create_model(ModelSpec(arch="mlp", depth=3, width=5, input_scale=1 / 255), (3, 2, 2))
+    scaled.load_state_dict(plain.state_dict())
+    x = torch.rand(4, 3, 2, 2)
+    assert torch.allclose(scaled(x), plain(x / 255))

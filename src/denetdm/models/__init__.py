@@ -33,9 +33,10 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*layers)
         self.out_dim = width
         self.depth = depth
+        self.input_scale = spec.input_scale
 
     def forward(self, x):
-        return self.body(x)
+        return self.body(x * self.input_scale if self.input_scale != 1.0 else x)
 
 
 class Projected(nn.Module):
