@@ -67,3 +67,12 @@ def test_ablation_grid_runs_variants_and_reports(tmp_path):
     assert "deep5_shallow3" in text and "stage1_shallow conflicting" in text and "83.17" in text
     with pytest.raises(ConfigError, match="unknown ablation"):
         bench.plan_ablation("table99")
+
+
+def test_config_hash_ignores_defaults_but_not_settings():
+    from denetdm.config import load_config
+
+    base = bench.config_hash(load_config("erm_colored_mnist"))
+    assert base == bench.config_hash(load_config("erm_colored_mnist", ["method.model.input_scale=1.0"]))
+    assert base != bench.config_hash(load_config("erm_colored_mnist", ["method.model.input_scale=0.5"]))
+    assert base != bench.config_hash(load_config("colored_mnist"))

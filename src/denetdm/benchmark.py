@@ -7,6 +7,7 @@ it stopped. Tables (Markdown, CSV) and a plot put our mean +- std beside the pap
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -90,8 +91,25 @@ def plan_ablation(name: str, seeds=None, selections=("last",), dataset="colored_
     return specs
 
 
+def _non_defaults(obj, prefix: str = "") -> dict:
+    """Flattened config values that differ from their dataclass defaults."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(_non_defaults(value, key + "."))
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if value != default:
+            out[key] = value
+    return out
+
+
 def config_hash(cfg) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    """Identifies a run's config by what it sets away from the defaults, so that a new config field
+    (added with a default that keeps the old behaviour) does not invalidate recorded results."""
+    values = {"method.name": cfg.method.NAME, **_non_defaults(cfg)}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def plan(methods, ratios, seeds, selections, dataset="colored_mnist", overrides=()) -> List[RunSpec]:
