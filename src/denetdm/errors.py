@@ -15,3 +15,8 @@ class DataError(DenetdmError):
 
 class RunFolderError(DenetdmError):
     """A run folder that would be overwritten, or one that cannot be read."""
+
+
+def one_line(x: object) -> str:
+    """Whatever a library said, collapsed to one line: the CLI prints errors as single lines."""
+    return " ".join(str(x).split())

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import DataError
+from ..errors import DataError, one_line
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root
 from ..fileio import save_atomic
 from .colored_mnist import assign_bias
@@ -63,10 +63,6 @@ _CHUNK = 2000
 
 # (resolved path, mtime_ns, size) -> SHA-256 of the content: hash each file once per process.
 _HASHES: Dict[Tuple[str, int, int], str] = {}
-
-
-def _one_line(x: object) -> str:
-    return " ".join(str(x).split())
 
 
 def default_cifar10_dir(cfg: DataConfig) -> Path:
@@ -126,7 +122,7 @@ def read_cifar_batch(path: Path) -> Tuple[np.ndarray, np.ndarray]:
         raise DataError(f"cannot read {path} ({exc.strerror}); check the file's permissions") from None
     except Exception as exc:  # a truncated or foreign file
         raise DataError(
-            f"{path} is not a CIFAR-10 python batch ({_one_line(exc)}); re-extract {CIFAR10_URL}"
+            f"{path} is not a CIFAR-10 python batch ({one_line(exc)}); re-extract {CIFAR10_URL}"
         ) from None
     images = data.reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
@@ -158,7 +154,7 @@ def load_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
                 im = im.resize((size, size), Image.BICUBIC)
             return np.asarray(im, dtype=np.uint8)
     except OSError as exc:
-        raise DataError(f"cannot read the image {path} ({_one_line(exc)}); remove or replace it") from None
+        raise DataError(f"cannot read the image {path} ({one_line(exc)}); remove or replace it") from None
 
 
 @dataclass

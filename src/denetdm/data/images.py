@@ -114,18 +114,13 @@ from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from ..config import DataConfig
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, one_line
 from .base import DATASETS, NORMALIZATION, BiasDataset, Splits, TensorBiasDataset, data_root
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 PHOTO_SIZE = 224  # default side for the photo benchmarks (DFA's BFFHQ setting)
 TEST_FRACTION = 0.2  # held out as test when a user dataset names no splits
 _CHECK_CHUNK = 256
-
-
-def _one_line(x: object) -> str:
-    """The CLI prints errors as one line, so collapse whatever a library said."""
-    return " ".join(str(x).split())
 
 
 def _rows(numbers: Sequence[int], limit: int = 5) -> str:
@@ -175,7 +170,7 @@ def _check_file(path: str) -> Optional[Tuple[str, str]]:
             with Image.open(path) as im:  # no end marker: decode it fully to be sure
                 im.load()
     except Exception as exc:  # PIL raises many types for bad files
-        return "corrupt", _one_line(exc) or type(exc).__name__
+        return "corrupt", one_line(exc) or type(exc).__name__
     return None
 
 
@@ -267,7 +262,7 @@ class ImageFileDataset(BiasDataset):
             with Image.open(path) as im:
                 x = self.transform(im.convert("RGB"))
         except OSError as exc:
-            raise DataError(f"cannot decode image {path} ({_one_line(exc)}); replace or remove it") from None
+            raise DataError(f"cannot decode image {path} ({one_line(exc)}); replace or remove it") from None
         return torch.tensor(i), x, self.y[i], self.bias[i]
 
     @property
@@ -367,7 +362,7 @@ def _first_image_side(path: str) -> int:
         with Image.open(path) as im:
             return max(im.size)
     except Exception as exc:
-        raise DataError(f"corrupt or truncated image {path} ({_one_line(exc)}): replace or remove it") from None
+        raise DataError(f"corrupt or truncated image {path} ({one_line(exc)}): replace or remove it") from None
 
 
 # --------------------------------------------------------------------------- BFFHQ
@@ -466,7 +461,7 @@ def _bar_split_list(file: Path) -> Dict[str, object]:
             out[name.strip()] = place.strip() or None
         return out
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"cannot read the BAR split list {file} ({_one_line(exc)}); fix or remove it") from None
+        raise DataError(f"cannot read the BAR split list {file} ({one_line(exc)}); fix or remove it") from None
 
 
 def _bar_original(cfg: DataConfig, root: Path, size: int, progress: bool) -> Splits:
@@ -579,7 +574,7 @@ def _read_celeba_attrs(file: Path) -> Tuple[List[str], List[str], np.ndarray]:
     except (IndexError, ValueError) as exc:
         raise DataError(
             f"{file} is not in the CelebA format (count line, attribute names, then `<file> ±1 ...` rows): "
-            f"{_one_line(exc)}; re-download it"
+            f"{one_line(exc)}; re-download it"
         ) from None
     if count != len(files):
         raise DataError(
@@ -783,7 +778,7 @@ def csv_dataset(cfg: DataConfig, progress: bool = True) -> Splits:
             header = next(reader, None)
             numbered = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {file} as a UTF-8 CSV ({_one_line(exc)}); save it as UTF-8 CSV") from None
+        raise DataError(f"cannot read {file} as a UTF-8 CSV ({one_line(exc)}); save it as UTF-8 CSV") from None
     lines = [n for n, _ in numbered]  # file line numbers, for messages
     rows = [r for _, r in numbered]
     if not header:
@@ -930,7 +925,7 @@ def npz(cfg: DataConfig, progress: bool = True) -> Splits:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(
-            f"cannot read {file} as .npz ({_one_line(exc)}); save it with numpy.savez and plain (non-object) arrays"
+            f"cannot read {file} as .npz ({one_line(exc)}); save it with numpy.savez and plain (non-object) arrays"
         ) from None
     lacking = [k for k in ("x", "y") if k not in arrays]
     if lacking:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import DataError
+from ..errors import DataError, one_line
 
 MNIST_FILES: Dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -47,11 +47,6 @@ _HASHES: Dict[Tuple[str, int, int], str] = {}
 
 def mnist_dir(root: Union[str, os.PathLike]) -> Path:
     return Path(root) / "mnist"
-
-
-def _one_line(x: object) -> str:
-    """Errors are printed as one line by the CLI, so collapse whatever a library said."""
-    return " ".join(str(x).split())
 
 
 def _fix_missing(d: Path) -> str:
@@ -88,9 +83,9 @@ def _content(path: Path, name: str) -> bytes:
         raw = path.read_bytes()
         data = gzip.decompress(raw) if path.name.endswith(".gz") else raw
     except _GZIP_ERRORS as e:
-        raise DataError(f"MNIST file {path} is corrupt (not a valid gzip file: {_one_line(e)}); {fix}") from None
+        raise DataError(f"MNIST file {path} is corrupt (not a valid gzip file: {one_line(e)}); {fix}") from None
     except OSError as e:
-        raise DataError(f"MNIST file {path} cannot be read ({_one_line(e)}); check its permissions") from None
+        raise DataError(f"MNIST file {path} cannot be read ({one_line(e)}); check its permissions") from None
     key = _cache_key(path)
     digest = _HASHES.get(key)
     if digest is None:
@@ -119,7 +114,7 @@ def _download(d: Path, name: str, mirrors: List[str], progress: bool) -> Path:
             d.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(dir=d, prefix=f".{name}.gz.", suffix=".part")
         except OSError as e:
-            reason = f"{d} is not writable: {_one_line(e.strerror or e)}"
+            reason = f"{d} is not writable: {one_line(e.strerror or e)}"
             raise DataError(f"MNIST file {name} is missing from {d} and could not be downloaded ({reason}); {_fix_missing(d)}") from None
         tmp = Path(tmp_name)
         try:
@@ -138,11 +133,11 @@ def _download(d: Path, name: str, mirrors: List[str], progress: bool) -> Path:
         except urllib.error.HTTPError as e:
             reasons.append(f"{url}: HTTP {e.code}")
         except urllib.error.URLError as e:
-            reasons.append(f"{url}: {_one_line(e.reason)}")
+            reasons.append(f"{url}: {one_line(e.reason)}")
         except _GZIP_ERRORS as e:
-            reasons.append(f"{url}: not a valid gzip file ({_one_line(e)})")
+            reasons.append(f"{url}: not a valid gzip file ({one_line(e)})")
         except OSError as e:  # timeouts, resets, disk full
-            reasons.append(f"{url}: {_one_line(e)}")
+            reasons.append(f"{url}: {one_line(e)}")
         finally:
             tmp.unlink(missing_ok=True)
     reason = "; ".join(reasons) or "no mirrors given"
