@@ -76,3 +76,37 @@ def test_config_hash_ignores_defaults_but_not_settings():
     assert base == bench.config_hash(load_config("erm_colored_mnist", ["method.model.input_scale=1.0"]))
     assert base != bench.config_hash(load_config("erm_colored_mnist", ["method.model.input_scale=0.5"]))
     assert base != bench.config_hash(load_config("colored_mnist"))
+
+
+def test_ctrl_c_stops_parallel_runs_at_once(tmp_path):
+    """Ctrl-C reaches the whole process group; the runner must stop its workers, not wait for them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "stopped"
+    cmd = [sys.executable, "-c", "import sys; from denetdm.cli import main; sys.exit(main())", "benchmark",
+           "--methods", "erm", "--ratios", "0.02,0.05", "--seeds", "0,1", "--selections", "last",
+           "--workers", "2", "--out", str(out), "-q", "data.name=synthetic", "device=cpu", "method.optim.epochs=100000"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not any(p.glob("metrics.jsonl") for p in (out / "runs").glob("*")) and time.time() < deadline:
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "the same command continues" in proc.stderr.read()
+    for _ in range(40):  # no worker left behind (the pool's helpers may take a moment to exit)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.25)
+    else:
+        pytest.fail("processes of the stopped benchmark are still running")
+    assert (out / "results.jsonl").read_text() == ""

@@ -13,8 +13,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from multiprocessing import get_context
@@ -182,16 +183,35 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
         if partial.exists():  # interrupted before it finished: it has no result to lose
             shutil.rmtree(partial)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = [(spec, list(overrides), str(out), threads) for spec in todo]
     with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo), desc="runs", unit="run", disable=quiet) as bar:
         if workers <= 1:
-            finished = (_run_one(spec, list(overrides), str(out), threads) for spec in todo)
-            _collect(finished, log, records, bar)
+            _collect((_run_one(*job) for job in jobs), log, records, bar)
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_run_one, spec, list(overrides), str(out), threads) for spec in todo]
-                _collect((f.result() for f in as_completed(futures)), log, records, bar)
+            # A Pool, not an executor: on Ctrl-C or a failed run, terminate() stops the runs in flight at
+            # once, where an executor's shutdown would wait for them (and start the queued ones).
+            pool = get_context("spawn").Pool(workers, initializer=_ignore_sigint, maxtasksperchild=1)
+            try:
+                _collect(pool.imap_unordered(_run_job, jobs), log, records, bar)
+            except BaseException:
+                pool.terminate()
+                print(f"stopped: {len(records)} runs are recorded in {out / 'results.jsonl'}; "
+                      "the same command continues from there", file=sys.stderr)
+                raise
+            finally:
+                pool.close()
+                pool.join()
     write_reports(out, records)
     return records
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_job(job: tuple) -> dict:
+    return _run_one(*job)
 
 
 def _collect(finished, log, records, bar) -> None:
