@@ -49,6 +49,27 @@ def test_parallel_workers_and_the_cli(tmp_path, capsys):
     assert keys == ["erm_r0.02_s0_last", "erm_r0.05_s0_last"]
 
 
+def test_one_phase_oracle_is_read_off_the_last_run(tmp_path, monkeypatch):
+    """ERM has one phase, so its oracle numbers come from the `last` run and equal a real oracle run's."""
+    calls = []
+    real = bench._run_one
+    monkeypatch.setattr(bench, "_run_one", lambda spec, *a: calls.append(spec.key) or real(spec, *a))
+    tiny = ["data.name=synthetic", "device=cpu", "method.optim.epochs=4"]
+    specs = bench.plan(["erm"], [0.05], [0], ["last", "oracle"], overrides=tiny)
+    records = {r["key"]: r for r in bench.run_benchmark(tmp_path / "both", specs, tiny, quiet=True)}
+    assert calls == ["erm_r0.05_s0_last"]
+    derived = records["erm_r0.05_s0_oracle"]
+    assert derived["derived_from"] == "erm_r0.05_s0_last" and derived["selection"] == "oracle"
+    alone = bench.run_benchmark(tmp_path / "alone", specs[1:], tiny, quiet=True)[0]
+    assert calls[1:] == ["erm_r0.05_s0_oracle"] and "derived_from" not in alone
+    assert derived["selected_epochs"] == alone["selected_epochs"] and derived["config_hash"] == alone["config_hash"]
+    for metric in bench.METRICS:
+        assert derived["test"][metric] == alone["test"][metric]
+    # Resuming with the oracle column already derived runs nothing.
+    bench.run_benchmark(tmp_path / "both", specs, tiny, quiet=True)
+    assert len(calls) == 2
+
+
 def test_bad_grids_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         bench.plan(["nope"], [0.01], [0], ["last"])

@@ -144,6 +144,7 @@ def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int) -> dic
         "uses_bias_labels": results["uses_bias_labels"], "test": results["test"][deployed],
         "branches": results["test"], "selected_epochs": results["selected_epochs"],
         "wall_time_s": results["wall_time_s"], "config_hash": config_hash(cfg), "run_dir": str(run_dir),
+        "oracle_view": results.get("oracle_view"),
     }
 
 
@@ -169,11 +170,11 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
     meta_path.write_text(json.dumps(meta))
     records = read_records(out)
     done = {r["key"]: r for r in records}
-    todo = []
+    todo, hashes = [], {}
     for spec in specs:
-        cfg = load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides))
+        hashes[spec.key] = config_hash(load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides)))
         if spec.key in done:
-            if done[spec.key]["config_hash"] != config_hash(cfg):
+            if done[spec.key]["config_hash"] != hashes[spec.key]:
                 raise RunFolderError(
                     f"{out}/results.jsonl holds {spec.key} from a different config; use another --out"
                 )
@@ -182,27 +183,59 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
         partial = out / "runs" / spec.key
         if partial.exists():  # interrupted before it finished: it has no result to lose
             shutil.rmtree(partial)
+    # An oracle run whose `last` twin is planned or done waits for it: a one-phase method's last run
+    # already holds the oracle numbers (training does not depend on selection), so it need not run.
+    planned = {s.key for s in todo} | set(done)
+    waiting = [s for s in todo if s.selection == "oracle" and _twin(s, "last").key in planned]
+    first = [s for s in todo if s not in waiting]
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = [(spec, list(overrides), str(out), threads) for spec in todo]
     with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo), desc="runs", unit="run", disable=quiet) as bar:
-        if workers <= 1:
-            _collect((_run_one(*job) for job in jobs), log, records, bar)
-        else:
-            # A Pool, not an executor: on Ctrl-C or a failed run, terminate() stops the runs in flight at
-            # once, where an executor's shutdown would wait for them (and start the queued ones).
-            pool = get_context("spawn").Pool(workers, initializer=_ignore_sigint, maxtasksperchild=1)
-            try:
-                _collect(pool.imap_unordered(_run_job, jobs), log, records, bar)
-            except BaseException:
-                pool.terminate()
-                print(f"stopped: {len(records)} runs are recorded in {out / 'results.jsonl'}; "
-                      "the same command continues from there", file=sys.stderr)
-                raise
-            finally:
-                pool.close()
-                pool.join()
+        _execute(first, overrides, out, threads, workers, log, records, bar)
+        by_key = {r["key"]: r for r in records}
+        derived = [_derive_oracle(by_key[_twin(s, "last").key], s, hashes[s.key]) for s in waiting]
+        _collect((r for r in derived if r is not None), log, records, bar)
+        rest = [s for s, r in zip(waiting, derived) if r is None]
+        _execute(rest, overrides, out, threads, workers, log, records, bar)
     write_reports(out, records)
     return records
+
+
+def _twin(spec: RunSpec, selection: str) -> RunSpec:
+    return dataclasses.replace(spec, selection=selection)
+
+
+def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
+    """The oracle record read off a finished `last` run, or None where that run cannot give it."""
+    view = last.get("oracle_view")
+    if view is None:
+        return None
+    return {**{k: v for k, v in last.items() if k != "oracle_view"}, "key": spec.key, "selection": "oracle",
+            "test": view["test"][last["deployed"]], "branches": view["test"], "selected_epochs": view["selected_epochs"],
+            "config_hash": cfg_hash, "derived_from": last["key"], "wall_time_s": 0.0}
+
+
+def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: int, log, records, bar) -> None:
+    jobs = [(spec, list(overrides), str(out), threads) for spec in specs]
+    pool = None
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            finished = (_run_one(*job) for job in jobs)
+        else:
+            # A Pool, not an executor: on Ctrl-C or a failed run, terminate() stops the runs in flight
+            # at once, where an executor's shutdown would wait for them (and start the queued ones).
+            pool = get_context("spawn").Pool(min(workers, len(jobs)), initializer=_ignore_sigint, maxtasksperchild=1)
+            finished = pool.imap_unordered(_run_job, jobs)
+        _collect(finished, log, records, bar)
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+        print(f"stopped: {len(records)} runs are recorded in {out / 'results.jsonl'}; "
+              "the same command continues from there", file=sys.stderr)
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
 
 
 def _ignore_sigint() -> None:

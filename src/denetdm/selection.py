@@ -25,11 +25,12 @@ DESCRIPTIONS = {
 class Selector:
     """Tracks the best epoch of one phase and keeps a copy of its weights."""
 
-    def __init__(self, protocol: str, phase: Phase):
-        self.protocol, self.phase = protocol, phase
+    def __init__(self, protocol: str, phase: Phase, keep_weights: bool = True):
+        self.protocol, self.phase, self.keep_weights = protocol, phase, keep_weights
         self.best_score: Optional[float] = None
         self.best_epoch: Optional[int] = None
         self.best_state: Optional[dict] = None
+        self.best_metrics: Optional[dict] = None
 
     def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
         if self.protocol == "val":
@@ -44,8 +45,9 @@ class Selector:
             return
         score = self.score(metrics)
         if self.best_score is None or score > self.best_score:
-            self.best_score, self.best_epoch = score, epoch
-            self.best_state = copy.deepcopy(model.state_dict())
+            self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
+            if self.keep_weights:
+                self.best_state = copy.deepcopy(model.state_dict())
 
     def restore(self, model) -> None:
         """Load the selected weights before the next phase starts from them."""
