@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable, Dict, Tuple
 
 import torch
 
@@ -26,3 +27,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# (resolved path, mtime_ns, size) -> digest: each data file is hashed once per process.
+_DIGESTS: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path, compute: Callable[[], str]) -> str:
+    """`compute()` (a hash of the file's content), remembered while the file is unchanged."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = compute()
+    return _DIGESTS[key]

@@ -42,7 +42,7 @@ import torch
 from ..config import DataConfig
 from ..errors import DataError, one_line
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root
-from ..fileio import save_atomic
+from ..fileio import file_digest, save_atomic
 from .colored_mnist import assign_bias
 
 PROTOCOL_VERSION = 1
@@ -61,10 +61,6 @@ FOLDER_SPLIT_SEED = 20240  # fixed: the folder's test images do not move with da
 _SPLIT_CODES = {"train": 0, "test": 1}
 _CHUNK = 2000
 
-# (resolved path, mtime_ns, size) -> SHA-256 of the content: hash each file once per process.
-_HASHES: Dict[Tuple[str, int, int], str] = {}
-
-
 def default_cifar10_dir(cfg: DataConfig) -> Path:
     return data_root(cfg) / "cifar10" / CIFAR10_DIRNAME
 
@@ -78,15 +74,13 @@ def _missing_cifar(where: Path) -> DataError:
 
 
 def _file_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    if key not in _HASHES:
+    def compute() -> str:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
+        return digest.hexdigest()
+    return file_digest(path, compute)
 
 
 class _BatchUnpickler(pickle.Unpickler):

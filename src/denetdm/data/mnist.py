@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import DataError, one_line
+from ..fileio import file_digest
 
 MNIST_FILES: Dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -40,10 +41,6 @@ _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
 _TIMEOUT_S = 30.0
 _CHUNK = 1 << 16
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
-
-# (resolved path, mtime_ns, size) -> SHA-256 of the content: hash each file once per process.
-_HASHES: Dict[Tuple[str, int, int], str] = {}
-
 
 def mnist_dir(root: Union[str, os.PathLike]) -> Path:
     return Path(root) / "mnist"
@@ -71,11 +68,6 @@ def _find(d: Path, name: str) -> Optional[Path]:
     return None
 
 
-def _cache_key(path: Path) -> Tuple[str, int, int]:
-    st = path.stat()
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size)
-
-
 def _content(path: Path, name: str) -> bytes:
     """Read and decompress a present file and check its hash; never touch the file itself."""
     fix = "delete it and run again to re-download, or replace it with a good copy"
@@ -86,11 +78,7 @@ def _content(path: Path, name: str) -> bytes:
         raise DataError(f"MNIST file {path} is corrupt (not a valid gzip file: {one_line(e)}); {fix}") from None
     except OSError as e:
         raise DataError(f"MNIST file {path} cannot be read ({one_line(e)}); check its permissions") from None
-    key = _cache_key(path)
-    digest = _HASHES.get(key)
-    if digest is None:
-        digest = _HASHES[key] = hashlib.sha256(data).hexdigest()
-    if digest != MNIST_FILES[name]:
+    if file_digest(path, lambda: hashlib.sha256(data).hexdigest()) != MNIST_FILES[name]:
         raise DataError(f"MNIST file {path} is corrupt (SHA-256 of its content does not match); {fix}")
     return data
 
@@ -128,7 +116,6 @@ def _download(d: Path, name: str, mirrors: List[str], progress: bool) -> Path:
                 continue
             os.chmod(tmp, 0o644)
             os.replace(tmp, dest)
-            _HASHES[_cache_key(dest)] = digest
             return dest
         except urllib.error.HTTPError as e:
             reasons.append(f"{url}: HTTP {e.code}")
