@@ -153,7 +153,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
                         totals[key] = totals.get(key, 0.0) + value
                     bar.update()
                 record = {"phase": phase.name, "epoch": epoch, "time_s": round(time.time() - start, 2)}
-                record.update({f"train_{k}": v / steps for k, v in totals.items()})
+                record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
                 last = epoch == phase.optim.epochs - 1
                 if (epoch + 1) % cfg.eval_every == 0 or last:
                     metrics = {name: evaluate(model, split, phase.predictors) for name, split in eval_splits.items()}

@@ -79,8 +79,10 @@ class Algorithm(nn.Module):
         (with repeats, for up-sampling methods); None means every training index once."""
         raise NotImplementedError
 
-    def update(self, batch) -> Dict[str, float]:
-        """One optimisation step on a batch `(index, x, y, bias)`; bias is never read."""
+    def update(self, batch) -> Dict[str, torch.Tensor]:
+        """One optimisation step on a batch `(index, x, y, bias)`; bias is never read. Returns the
+        values to log as detached 0-dim tensors: left on the device, so a step never waits for the
+        GPU; the loop reads them once per epoch."""
         raise NotImplementedError
 
     def predictors(self) -> Dict[str, Predictor]:

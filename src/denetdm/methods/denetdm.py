@@ -126,7 +126,7 @@ class DeNetDM(Algorithm):
             # L_CE on f(phi_b(x) + phi_d(x)): one optimiser over both branches and the head.
             loss = F.cross_entropy(self.head(self.deep(x) + self.shallow(x)), y)
             self.step(loss)
-            return {"loss": loss.item()}
+            return {"loss": loss.detach()}
         with torch.no_grad():
             deep_features = self.deep(x)
             teacher_logits = self.head(self.shallow(x))
@@ -137,7 +137,7 @@ class DeNetDM(Algorithm):
         loss_dist = distillation_loss(self.target_head(target_features), teacher_logits, self.cfg.temperature)
         loss = self.cfg.poe_weight * loss_t + self.cfg.distill_weight * loss_dist
         self.step(loss)
-        return {"loss": loss.item(), "loss_poe": loss_t.item(), "loss_dist": loss_dist.item()}
+        return {"loss": loss.detach(), "loss_poe": loss_t.detach(), "loss_dist": loss_dist.detach()}
 
     def predict(self, x):
         return self.target_head(self.target(x))

@@ -157,7 +157,7 @@ class DFA(Algorithm):
             for scheduler in self.schedulers:
                 scheduler.step()
         self.iteration += 1
-        values = torch.stack([loss, loss_dis_i, loss_dis_b, swap_i, swap_b, weight.mean()]).detach().tolist()
+        values = torch.stack([loss, loss_dis_i, loss_dis_b, swap_i, swap_b, weight.mean()]).detach().unbind()
         keys = ("loss", "loss_dis_intrinsic", "loss_dis_bias", "loss_swap_intrinsic", "loss_swap_bias", "weight")
         out = dict(zip(keys, values))
         out["swapping"] = float(swapping)

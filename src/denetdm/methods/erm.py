@@ -41,7 +41,7 @@ class ERM(Algorithm):
         _, x, y, _ = batch
         loss = F.cross_entropy(self.predict(x), y)
         self.step(loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def predict(self, x):
         return self.head(self.backbone(x))

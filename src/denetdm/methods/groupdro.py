@@ -95,7 +95,7 @@ class GroupDRO(Algorithm):
         """Mean loss of each group in the batch; 0 for groups absent from it (as in the official code)."""
         num_groups = len(self.group_weights)
         total = torch.zeros(num_groups, device=per_sample.device).index_add(0, groups, per_sample)
-        count = torch.bincount(groups, minlength=num_groups).float()
+        count = torch.zeros_like(total).index_add_(0, groups, torch.ones_like(per_sample))  # bincount would sync
         return total / count.clamp_min(1.0)
 
     def update(self, batch):
@@ -114,7 +114,7 @@ class GroupDRO(Algorithm):
         # The official code adds the (constant) adjustment to this loss too; it has no gradient.
         loss = group_loss @ self.group_weights
         self.step(loss)
-        values = torch.stack([loss.detach(), per_sample.detach().mean(), self.group_weights.max()]).tolist()
+        values = torch.stack([loss.detach(), per_sample.detach().mean(), self.group_weights.max()]).unbind()
         return dict(zip(("loss", "loss_mean", "max_group_weight"), values))
 
     def predict(self, x):

@@ -114,7 +114,7 @@ class JTT(Algorithm):
         net = self.identifier if self.stage == "identification" else self.model
         loss = F.cross_entropy(net(x), y)
         self.step(loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     def predict(self, x):
         return self.model(x)

@@ -159,8 +159,8 @@ class LfF(Algorithm):
         loss.backward()
         self.optimizer_b.step()
         self.optimizer_d.step()
-        values = torch.stack([loss, loss_b, loss_d, weight.mean()]).detach().tolist()  # one device sync
-        return dict(zip(("loss", "loss_biased", "loss_debiased", "weight"), values))
+        values = torch.stack([loss, loss_b, loss_d, weight.mean()]).detach()
+        return dict(zip(("loss", "loss_biased", "loss_debiased", "weight"), values.unbind()))
 
     def predict(self, x):
         return self.debiased(x)
