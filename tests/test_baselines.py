@@ -1,4 +1,4 @@
-"""The baselines (LfF, JTT, DisEnt/DFA, GroupDRO) on tiny inputs, plus one end-to-end run each."""
+"""The baselines (LfF, JTT, DisEnt/DFA, GroupDRO, LC) on tiny inputs, plus one end-to-end run each."""
 import json
 import math
 
@@ -12,14 +12,15 @@ from denetdm.config import load_config
 from denetdm.data.base import TensorBiasDataset
 from denetdm.errors import ConfigError
 from denetdm.methods import create_method
+from denetdm.methods.lc import GroupPrior, group_mixup_partners, logit_correction, sigmoid_rampup
 from denetdm.methods.lff import SampleLossEMA, generalized_ce
 
-BASELINES = ("lff", "jtt", "dfa", "groupdro")
+BASELINES = ("lff", "jtt", "dfa", "groupdro", "lc")
 SHAPE, CLASSES, N = (3, 4, 4), 10, 32
 
 
 def tiny(method, overrides=(), num_classes=CLASSES, num_train=N, shape=SHAPE):
-    extra = ["method.feature_dim=4"] if method == "dfa" else []
+    extra = ["method.feature_dim=4"] if method in ("dfa", "lc") else []
     cfg = load_config(f"{method}_colored_mnist", ["method.model.width=8", *extra, *overrides])
     torch.manual_seed(0)
     return create_method(cfg, shape, num_classes, num_train)
@@ -290,6 +291,118 @@ def test_dfa_default_architecture_is_the_official_cmnist_mlp():
     assert (model.head_i.in_features, model.head_i.out_features) == (32, 10)
 
 
+# ------------------------------------------------------------------ LC
+
+
+def test_lc_correction_is_log_prior_and_penalises_the_rare_group():
+    prior = torch.tensor([[0.9, 0.1], [0.5, 0.5]])
+    assert torch.equal(logit_correction(prior, 1.0), torch.log(prior + 1e-4))
+    assert torch.equal(logit_correction(prior, 2.0), torch.log(prior**2 + 1e-4))
+    # Equal logits; the pseudo bias makes class 0 common (0.9) and class 1 rare (0.1).
+    corrected = torch.zeros(2, 2) + logit_correction(prior[:1].expand(2, 2), 1.0)
+    rare, common = F.cross_entropy(corrected, torch.tensor([1, 0]), reduction="none")
+    assert rare > math.log(2) > common
+
+    # Through one step (no MixUp): samples 0, 1 are (class 0, pseudo bias 0), sample 2 is
+    # (class 1, pseudo bias 0), the rare group, and sample 3 is (class 1, pseudo bias 1).
+    model = tiny("lc", ["method.group_mixup=false"], num_classes=2, num_train=4, shape=(1,))
+    logits_b = [[3.0, 0.0], [2.0, 0.0], [1.0, 0.0], [0.0, 2.0]]
+    model.biased, model.main = FixedLogits(logits_b), FixedLogits(torch.zeros(4, 2))
+    y = torch.tensor([0, 0, 1, 1])
+    train = TensorBiasDataset(torch.zeros(4, 1, dtype=torch.uint8), y, -torch.ones(4), 2, 2)
+    model.start_phase(model.phases()[0], train)
+    index = torch.arange(4)
+    out = model.update((index, index.float().reshape(4, 1), y, -torch.ones(4)))
+    p = torch.softmax(torch.tensor(logits_b), 1).gather(1, y[:, None]).squeeze(1)
+    alpha = model.cfg.ema_alpha
+    table = torch.tensor([[alpha * p[0] + (1 - alpha) * p[1], 0.0], [p[2], p[3]]])  # P[y, a], first values as is
+    assert torch.allclose(model.prior.value, table)
+    a = torch.tensor([0, 0, 0, 1])
+    assert torch.allclose(model.priors(a), table[:, a].t())
+    per_sample = F.cross_entropy(torch.log(table[:, a].t() + 1e-4), y, reduction="none")  # main logits are 0
+    assert math.isclose(out["loss_lc"], per_sample.mean().item(), rel_tol=1e-6)
+    assert per_sample[2] > math.log(2) > per_sample[3]  # the rare group's loss is raised
+    assert math.isclose(out["pseudo_minority"], 0.25) and out["lam"] == 1.0
+
+
+def sequential_prior(value, seen, p, y, a, alpha, avg_type):
+    """The official `EMA_squre.update`, one sample at a time."""
+    value, seen = value.clone(), seen.clone()
+    if avg_type == "mv":
+        for pi, yi, ai in zip(p, y, a):
+            value[yi, ai] = alpha * value[yi, ai] + (1 - alpha * seen[yi, ai].float()) * pi
+            seen[yi, ai] = True
+        return value
+    total, count = torch.zeros_like(value), torch.zeros_like(value)
+    for pi, yi, ai in zip(p, y, a):
+        total[yi, ai] += pi
+        count[yi, ai] += 1
+    mean = total / (count + 1e-4)
+    return alpha * value + (1 - alpha) * mean if avg_type == "mv_batch" else mean
+
+
+@pytest.mark.parametrize("avg_type", ["mv", "mv_batch", "batch"])
+def test_lc_prior_table_matches_the_official_sample_by_sample_update(avg_type):
+    g = torch.Generator().manual_seed(0)
+    table = GroupPrior(3, alpha=0.9, avg_type=avg_type)
+    for _ in range(3):
+        y, a = torch.randint(0, 3, (20,), generator=g), torch.randint(0, 2, (20,), generator=g)
+        p = torch.rand(20, generator=g)
+        expected = sequential_prior(table.value, table.seen, p, y, a, 0.9, avg_type)
+        table.update(p, y, a)
+        assert torch.allclose(table.value, expected, atol=1e-6)
+    assert (table.value[:, 2] == 0).all()  # pseudo bias 2 never occurred
+
+
+def test_lc_group_mixup_partners_are_same_class_pseudo_minority_samples():
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2])
+    a = torch.tensor([0, 0, 3, 4, 1, 1, 1, 2])  # class 0 has minority samples 2 and 3; 1, 2 have none
+    torch.manual_seed(0)
+    for _ in range(20):
+        partner = group_mixup_partners(y, a, 5)
+        assert torch.equal(y[partner], y)
+        assert set(partner[:4].tolist()) <= {2, 3}
+        assert sorted(partner[4:7].tolist()) == [4, 5, 6] and partner[7] == 7  # a permutation within the class
+
+
+def test_lc_never_reads_the_bias_column():
+    train = dataset()
+    index, x, y, b = next(train.batches(torch.arange(16), 16))
+    states = []
+    for bias in (b, -torch.ones_like(b)):
+        model = tiny("lc")
+        model.start_phase(model.phases()[0], train)
+        torch.manual_seed(1)
+        for _ in range(2):
+            model.update((index, x, y, bias))
+        states.append(params(model))
+    assert all(torch.equal(u, v) for u, v in zip(*states))
+
+
+def test_lc_lr_decay_is_one_step_ahead_and_mixup_ramps_up():
+    decay = ["method.use_lr_decay=true", "method.lr_decay_step=2", "method.lr_gamma=0.5"]
+    model = tiny("lc", [*decay, "method.curr_step=4"])
+    train = dataset()
+    model.start_phase(model.phases()[0], train)
+    lr = model.cfg.optim.lr
+    lrs, lams = [], []
+    for _ in range(5):
+        lrs.append(model.optimizer_main.param_groups[0]["lr"])
+        assert model.optimizer_b.param_groups[0]["lr"] == pytest.approx(0.1 * lrs[-1])
+        lams.append(model.update(next(train.batches(torch.randperm(N)[:16], 16)))["lam"].item())
+    # As the official loop (StepLR stepped before the optimiser): iteration s at gamma^((s + 1) // 2).
+    assert lrs == pytest.approx([lr, lr / 2, lr / 2, lr / 4, lr / 4])
+    # lam ~ U(1 - 2s, 1 - s) with s = 0.5 exp(-5 (1 - step / 4)^2): near 1 at first, U(0, 0.5) from step 4.
+    assert lams[0] > 0.99 and 0.0 <= lams[4] <= 0.5
+    assert sigmoid_rampup(0, 0) == 1.0 and sigmoid_rampup(2, 4) == pytest.approx(math.exp(-1.25))
+
+
+def test_lc_default_architecture_is_the_official_cmnist_mlp():
+    model = tiny("lc", ["method.model.width=100", "method.feature_dim=16"], shape=(3, 28, 28))
+    linears = [(m.in_features, m.out_features) for m in model.main.modules() if isinstance(m, nn.Linear)]
+    assert linears == [(2352, 100), (100, 100), (100, 16), (16, 10)]
+
+
 # ------------------------------------------------------------------ end to end through the CLI
 
 EPOCHS = {
@@ -297,6 +410,7 @@ EPOCHS = {
     "jtt": ["method.identification.epochs=1", "method.upweighted.epochs=1", "method.lambda_up=3"],
     "dfa": ["method.optim.epochs=1", "method.curr_step=2"],  # 7 steps: swapping is exercised
     "groupdro": ["method.optim.epochs=1"],
+    "lc": ["method.optim.epochs=1"],
 }
 
 
