@@ -99,8 +99,10 @@ def test_config_hash_ignores_defaults_but_not_settings():
     assert base != bench.config_hash(load_config("colored_mnist"))
 
 
-def test_ctrl_c_stops_parallel_runs_at_once(tmp_path):
-    """Ctrl-C reaches the whole process group; the runner must stop its workers, not wait for them."""
+@pytest.mark.parametrize("to_group, sig", [(True, "SIGINT"), (False, "SIGTERM")])
+def test_ctrl_c_stops_parallel_runs_at_once(tmp_path, to_group, sig):
+    """Ctrl-C reaches the whole process group, SIGTERM only the parent; either way the runner must
+    stop its workers at once, not wait for them or leave them running."""
     import os
     import signal
     import subprocess
@@ -116,7 +118,7 @@ def test_ctrl_c_stops_parallel_runs_at_once(tmp_path):
         deadline = time.time() + 120
         while not any(p.glob("metrics.jsonl") for p in (out / "runs").glob("*")) and time.time() < deadline:
             time.sleep(0.5)
-        os.killpg(proc.pid, signal.SIGINT)
+        (os.killpg if to_group else os.kill)(proc.pid, getattr(signal, sig))
         assert proc.wait(timeout=60) == 130
     finally:
         if proc.poll() is None:

@@ -16,6 +16,7 @@ import shutil
 import signal
 import statistics
 import sys
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from multiprocessing import get_context
@@ -217,6 +218,9 @@ def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
 def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: int, log, records, bar) -> None:
     jobs = [(spec, list(overrides), str(out), threads) for spec in specs]
     pool = None
+    # SIGTERM (a scheduler, `kill`, `timeout`) takes Ctrl-C's path, so the workers are stopped too.
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         if workers <= 1 or len(jobs) <= 1:
             finished = (_run_one(*job) for job in jobs)
@@ -236,6 +240,12 @@ def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: 
         if pool is not None:
             pool.close()
             pool.join()
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _ignore_sigint() -> None:
