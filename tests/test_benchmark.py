@@ -6,6 +6,8 @@ import pytest
 
 import denetdm.benchmark as bench
 from denetdm.cli import main
+from denetdm.config import load_config
+from denetdm.training import train
 from denetdm.errors import ConfigError, RunFolderError
 
 TINY = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=1", "method.stage2.epochs=1"]
@@ -19,11 +21,12 @@ def test_resume_skips_finished_runs_and_reports(tmp_path, monkeypatch):
     out = tmp_path / "bench"
     specs = bench.plan(["denetdm"], [0.05], [0], ["last", "oracle"], overrides=TINY)
     bench.run_benchmark(out, specs, TINY, quiet=True)
-    assert calls == ["denetdm_r0.05_s0_last", "denetdm_r0.05_s0_oracle"]
+    # One epoch per stage: the oracle run would keep the same epochs, so it is read off the last run.
+    assert calls == ["denetdm_r0.05_s0_last"]
     (out / "runs" / "denetdm_r0.05_s1_last").mkdir(parents=True)  # an interrupted run: restarted
     specs = bench.plan(["denetdm"], [0.05], [0, 1], ["last", "oracle"], overrides=TINY)
     records = bench.run_benchmark(out, specs, TINY, quiet=True)
-    assert calls[2:] == ["denetdm_r0.05_s1_last", "denetdm_r0.05_s1_oracle"]
+    assert calls[1:] == ["denetdm_r0.05_s1_last"]
     assert len(records) == 4 == len((out / "results.jsonl").read_text().splitlines())
     record = records[0]
     assert record["deployed"] == "stage2_target" and record["test"] == record["branches"]["stage2_target"]
@@ -68,6 +71,38 @@ def test_one_phase_oracle_is_read_off_the_last_run(tmp_path, monkeypatch):
     # Resuming with the oracle column already derived runs nothing.
     bench.run_benchmark(tmp_path / "both", specs, tiny, quiet=True)
     assert len(calls) == 2
+
+
+def test_two_phase_oracle_continues_from_the_last_run(tmp_path, monkeypatch):
+    """DeNetDM's oracle run shares stage 1 with its `last` twin: it starts stage 2 from the saved
+    oracle-selected stage-1 state, and ends exactly where a from-scratch oracle run ends."""
+    starts = []
+    real = bench._run_one
+    monkeypatch.setattr(bench, "_run_one", lambda spec, *a: starts.append((spec.key, a[3])) or real(spec, *a))
+    tiny = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=4", "method.stage2.epochs=2"]
+    specs = bench.plan(["denetdm"], [0.05], [0], ["last", "oracle"], overrides=tiny)
+    records = {r["key"]: r for r in bench.run_benchmark(tmp_path / "both", specs, tiny, quiet=True)}
+    last_dir = tmp_path / "both" / "runs" / "denetdm_r0.05_s0_last"
+    shared = records["denetdm_r0.05_s0_oracle"]
+    if "derived_from" not in shared:  # stage-1 epochs differ: stage 2 was trained again
+        assert starts[1] == ("denetdm_r0.05_s0_oracle", str(last_dir / "checkpoints" / "oracle_start.pt"))
+        assert shared["continued_from"] == "denetdm_r0.05_s0_last"
+    alone = bench.run_benchmark(tmp_path / "alone", specs[1:], tiny, quiet=True)[0]
+    assert starts[-1] == ("denetdm_r0.05_s0_oracle", None)
+    assert shared["selected_epochs"] == alone["selected_epochs"]
+    for metric in bench.METRICS:
+        assert shared["test"][metric] == alone["test"][metric]
+    # Continuing from the checkpoint always reproduces the from-scratch oracle run, whichever path
+    # the benchmark took above; the stage-1 records are taken over, not retrained.
+    cfg = load_config("colored_mnist", specs[1].overrides(tiny))
+    again = train(cfg, tmp_path / "again", quiet=True, start_from=last_dir / "checkpoints" / "oracle_start.pt")
+    assert again["selected_epochs"] == alone["selected_epochs"]
+    assert again["test"]["stage2_target"]["unbiased"] == alone["test"]["unbiased"]
+    phases = [json.loads(line)["phase"] for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()]
+    assert phases == ["stage1"] * 4 + ["stage2"] * 2
+    with pytest.raises(RunFolderError, match="another config"):
+        train(load_config("colored_mnist", [*specs[1].overrides(tiny), "seed=1"]), tmp_path / "bad", quiet=True,
+              start_from=last_dir / "checkpoints" / "oracle_start.pt")
 
 
 def test_bad_grids_fail_before_training(tmp_path):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -128,7 +128,7 @@ def plan(methods, ratios, seeds, selections, dataset="colored_mnist", overrides=
     return specs
 
 
-def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int) -> dict:
+def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int, start_from: Optional[str] = None) -> dict:
     """One run in a worker process; returns its record for the parent to append."""
     import torch
 
@@ -137,9 +137,10 @@ def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int) -> dic
     torch.set_num_threads(threads)
     cfg = load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides))
     run_dir = Path(out) / "runs" / spec.key
-    results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset))
+    results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset), start_from=start_from)
     deployed = results["deployed"]
-    return {
+    continued = {"continued_from": _twin(spec, "last").key} if start_from else {}
+    return {**continued,
         "key": spec.key, "method": spec.method, "variant": spec.variant, "dataset": spec.dataset, "ratio": spec.ratio,
         "seed": spec.seed, "selection": spec.selection, "deployed": deployed,
         "uses_bias_labels": results["uses_bias_labels"], "test": results["test"][deployed],
@@ -184,8 +185,9 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
         partial = out / "runs" / spec.key
         if partial.exists():  # interrupted before it finished: it has no result to lose
             shutil.rmtree(partial)
-    # An oracle run whose `last` twin is planned or done waits for it: a one-phase method's last run
-    # already holds the oracle numbers (training does not depend on selection), so it need not run.
+    # An oracle run whose `last` twin is planned or done waits for it: training does not depend on
+    # selection, so the last run either holds the oracle numbers (`oracle_view`: every phase before the
+    # last one would have kept the same epoch) or the state from which the oracle run goes on.
     planned = {s.key for s in todo} | set(done)
     waiting = [s for s in todo if s.selection == "oracle" and _twin(s, "last").key in planned]
     first = [s for s in todo if s not in waiting]
@@ -196,7 +198,9 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
         derived = [_derive_oracle(by_key[_twin(s, "last").key], s, hashes[s.key]) for s in waiting]
         _collect((r for r in derived if r is not None), log, records, bar)
         rest = [s for s, r in zip(waiting, derived) if r is None]
-        _execute(rest, overrides, out, threads, workers, log, records, bar)
+        starts = {s.key: out / "runs" / _twin(s, "last").key / "checkpoints" / "oracle_start.pt" for s in rest}
+        _execute(rest, overrides, out, threads, workers, log, records, bar,
+                 {k: str(p) for k, p in starts.items() if p.is_file()})
     write_reports(out, records)
     return records
 
@@ -215,8 +219,9 @@ def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
             "config_hash": cfg_hash, "derived_from": last["key"], "wall_time_s": 0.0}
 
 
-def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: int, log, records, bar) -> None:
-    jobs = [(spec, list(overrides), str(out), threads) for spec in specs]
+def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: int, log, records, bar,
+             starts: Optional[Dict[str, str]] = None) -> None:
+    jobs = [(spec, list(overrides), str(out), threads, (starts or {}).get(spec.key)) for spec in specs]
     pool = None
     # SIGTERM (a scheduler, `kill`, `timeout`) takes Ctrl-C's path, so the workers are stopped too.
     on_main = threading.current_thread() is threading.main_thread()

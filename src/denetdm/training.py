@@ -102,14 +102,36 @@ def prepare_run_dir(out: Path) -> Path:
     return out
 
 
-def checkpoint_dict(cfg: Config, model, phase: str, selected_epoch: Optional[int]) -> dict:
+def checkpoint_dict(cfg: Config, model, phase: str, selected_epoch: Optional[int], state: Optional[dict] = None) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
         "config": cfg.to_dict(),
         "phase": phase,
         "selected_epoch": selected_epoch,
-        "state_dict": model.state_dict(),
+        "state_dict": model.state_dict() if state is None else state,
     }
+
+
+def rng_state(shuffle: torch.Generator, device: torch.device) -> dict:
+    state = {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
+    shuffle.set_state(state["shuffle"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_oracle_start(path: Path, cfg: Config) -> dict:
+    """The state an oracle run takes over from a finished run of the same config (see `train`)."""
+    ckpt = load_checkpoint(path)
+    if cfg.selection != "oracle" or {**ckpt["config"], "selection": "oracle"} != cfg.to_dict():
+        raise RunFolderError(f"{path} was saved for another config; an oracle run can only continue a run of its own config")
+    return ckpt
 
 
 def setup_runtime(cfg: Config) -> torch.device:
@@ -119,9 +141,13 @@ def setup_runtime(cfg: Config) -> torch.device:
     return resolve_device(cfg.device)
 
 
-def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict:
-    """Train `cfg` end to end into the run folder `out`; returns the results dict."""
-    start = time.time()
+def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_from: Optional[Path] = None) -> dict:
+    """Train `cfg` end to end into the run folder `out`; returns the results dict.
+
+    `start_from`: another run's `oracle_start.pt`; this (oracle) run then takes over the phases that
+    run already trained, with their weights, records and random state, and trains the rest.
+    """
+    start_time = time.time()
     out = prepare_run_dir(Path(out))
     device = setup_runtime(cfg)
     write_text_atomic(out / "config.yaml", to_yaml(cfg))
@@ -132,16 +158,30 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
     eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
     selected = {}
     phases = model.phases()
-    # With one phase, selection cannot change training, so the epoch an `oracle` run would pick (and
-    # its test numbers) can be read off this run too: a benchmark then needs one run for both columns.
-    shadow = None
+    # Selection never changes how a phase trains, only where the next phase starts. So a run that does
+    # not select by oracle shadows that protocol: while every earlier phase would have kept the same
+    # epoch, the oracle run is this run, and its numbers are read off here (`oracle_view`); after a
+    # phase, the state an oracle run would start the next one from is saved (`oracle_start.pt`), so an
+    # oracle twin trains only the phases after it (`start_from`).
+    shadowing = cfg.selection != "oracle" and splits.test.has_bias and start_from is None
+    oracle_epochs: Dict[str, int] = {}
+    start = load_oracle_start(start_from, cfg) if start_from is not None else None
     with open(out / "metrics.jsonl", "a") as log:
-        for phase in phases:
+        if start is not None:
+            taken = start["selected_epochs"]
+            source = Path(start_from).parent.parent / "metrics.jsonl"
+            log.writelines(line for line in source.read_text().splitlines(True) if json.loads(line)["phase"] in taken)
+            model.load_state_dict(start["state_dict"])
+            set_rng_state(start["rng"], shuffle)
+            selected.update(taken)
+        for i, phase in enumerate(phases):
+            if phase.name in selected:
+                continue
+            final_phase = i == len(phases) - 1
             pool = model.start_phase(phase, splits.train)
             pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
             selector = Selector(cfg.selection, phase)
-            if len(phases) == 1 and cfg.selection != "oracle" and splits.test.has_bias:
-                shadow = Selector("oracle", phase, keep_weights=False)
+            shadow = Selector("oracle", phase, keep_weights=not final_phase) if shadowing else None
             steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
             bar = tqdm(total=steps * phase.optim.epochs, desc=phase.name, unit="step", disable=quiet, dynamic_ncols=True)
             for epoch in range(phase.optim.epochs):
@@ -152,7 +192,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
                     for key, value in model.update(batch).items():
                         totals[key] = totals.get(key, 0.0) + value
                     bar.update()
-                record = {"phase": phase.name, "epoch": epoch, "time_s": round(time.time() - start, 2)}
+                record = {"phase": phase.name, "epoch": epoch, "time_s": round(time.time() - start_time, 2)}
                 record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
                 last = epoch == phase.optim.epochs - 1
                 if (epoch + 1) % cfg.eval_every == 0 or last:
@@ -166,6 +206,13 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             bar.close()
+            if shadow is not None:
+                oracle_epochs[phase.name] = shadow.best_epoch
+                if not final_phase:
+                    save_atomic({**checkpoint_dict(cfg, model, phase.name, shadow.best_epoch, shadow.best_state),
+                                 "selected_epochs": dict(oracle_epochs), "rng": rng_state(shuffle, device)},
+                                out / "checkpoints" / "oracle_start.pt")
+                    shadowing = shadow.best_epoch == selector.best_epoch
             selector.restore(model)
             selected[phase.name] = selector.best_epoch
             save_atomic(checkpoint_dict(cfg, model, phase.name, selector.best_epoch), out / "checkpoints" / f"{phase.name}.pt")
@@ -179,13 +226,13 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "") -> dict
         "test": final,
         "method": cfg.method.NAME,
         "preset": preset,
-        "wall_time_s": round(time.time() - start, 1),
+        "wall_time_s": round(time.time() - start_time, 1),
         "machine": machine_info(device),
     }
-    if shadow is not None and shadow.best_epoch is not None:
+    if shadowing and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
         results["oracle_view"] = {
             "selection": "oracle", "selection_description": DESCRIPTIONS["oracle"],
-            "selected_epochs": {phases[0].name: shadow.best_epoch}, "test": shadow.best_metrics["test"],
+            "selected_epochs": oracle_epochs, "test": shadow.best_metrics["test"],
         }
     save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
