@@ -105,6 +105,27 @@ def test_two_phase_oracle_continues_from_the_last_run(tmp_path, monkeypatch):
               start_from=last_dir / "checkpoints" / "oracle_start.pt")
 
 
+def test_a_finished_run_whose_record_was_lost_is_recovered(tmp_path, monkeypatch):
+    """A parent killed between a worker's finish and its append leaves results.json behind: the
+    next call appends that run's record instead of training it again, and still checks its config."""
+    calls = []
+    real = bench._run_one
+    monkeypatch.setattr(bench, "_run_one", lambda spec, *a: calls.append(spec.key) or real(spec, *a))
+    specs = bench.plan(["erm"], [0.05], [0], ["last", "oracle"], overrides=TINY_ERM)
+    first = {r["key"]: r for r in bench.run_benchmark(tmp_path, specs, TINY_ERM, quiet=True)}
+    (tmp_path / "results.jsonl").write_text("")
+    again = {r["key"]: r for r in bench.run_benchmark(tmp_path, specs, TINY_ERM, quiet=True)}
+    assert calls == ["erm_r0.05_s0_last"] and set(again) == set(first)
+    assert again["erm_r0.05_s0_last"]["test"] == first["erm_r0.05_s0_last"]["test"]
+    assert again["erm_r0.05_s0_last"]["device"] == "cpu"
+    # A leftover folder from another config is not taken: it is trained afresh.
+    (tmp_path / "results.jsonl").write_text("")
+    config = tmp_path / "runs" / "erm_r0.05_s0_last" / "config.yaml"
+    config.write_text(config.read_text().replace("seed: 0", "seed: 7", 1))
+    bench.run_benchmark(tmp_path, specs, TINY_ERM, quiet=True)
+    assert calls == ["erm_r0.05_s0_last"] * 2
+
+
 def test_bad_grids_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         bench.plan(["nope"], [0.01], [0], ["last"])
@@ -134,10 +155,11 @@ def test_config_hash_ignores_defaults_but_not_settings():
     assert base != bench.config_hash(load_config("colored_mnist"))
 
 
-@pytest.mark.parametrize("to_group, sig", [(True, "SIGINT"), (False, "SIGTERM")])
+@pytest.mark.parametrize("to_group, sig", [(True, "SIGINT"), (False, "SIGTERM"), (True, "SIGTERM")])
 def test_ctrl_c_stops_parallel_runs_at_once(tmp_path, to_group, sig):
-    """Ctrl-C reaches the whole process group, SIGTERM only the parent; either way the runner must
-    stop its workers at once, not wait for them or leave them running."""
+    """Ctrl-C reaches the whole process group, `kill` the parent only, `timeout` and schedulers send
+    SIGTERM to the group; each way the runner must stop its workers at once, not wait for them or
+    leave them running."""
     import os
     import signal
     import subprocess

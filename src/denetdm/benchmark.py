@@ -20,12 +20,14 @@ import threading
 from dataclasses import dataclass
 from importlib import resources
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import yaml
 from tqdm.auto import tqdm
 
-from .config import load_config
+from .config import config_from_dict, load_config
 from .errors import ConfigError, RunFolderError
 from .methods.registry import METHODS
 
@@ -138,16 +140,32 @@ def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int, start_
     cfg = load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides))
     run_dir = Path(out) / "runs" / spec.key
     results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset), start_from=start_from)
+    return _record(spec, results, config_hash(cfg), run_dir)
+
+
+def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
     deployed = results["deployed"]
-    continued = {"continued_from": _twin(spec, "last").key} if start_from else {}
-    return {**continued,
+    return {
         "key": spec.key, "method": spec.method, "variant": spec.variant, "dataset": spec.dataset, "ratio": spec.ratio,
         "seed": spec.seed, "selection": spec.selection, "deployed": deployed,
         "uses_bias_labels": results["uses_bias_labels"], "test": results["test"][deployed],
         "branches": results["test"], "selected_epochs": results["selected_epochs"],
-        "wall_time_s": results["wall_time_s"], "config_hash": config_hash(cfg), "run_dir": str(run_dir),
-        "oracle_view": results.get("oracle_view"),
+        "wall_time_s": results["wall_time_s"], "config_hash": cfg_hash, "run_dir": str(run_dir),
+        "oracle_view": results.get("oracle_view"), "device": results["machine"].get("gpu", results["machine"]["device"]),
+        **({"continued_from": _twin(spec, "last").key} if "started_from" in results else {}),
     }
+
+
+def _recover(spec: RunSpec, run_dir: Path, cfg_hash: str) -> Optional[dict]:
+    """The record of a run that finished but was never appended (its parent was killed first)."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    except (OSError, ValueError, yaml.YAMLError, ConfigError):
+        return None
+    if config_hash(cfg) != cfg_hash:
+        return None
+    return _record(spec, results, cfg_hash, run_dir)
 
 
 def read_records(out: Path) -> List[dict]:
@@ -172,7 +190,7 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
     meta_path.write_text(json.dumps(meta))
     records = read_records(out)
     done = {r["key"]: r for r in records}
-    todo, hashes = [], {}
+    todo, hashes, recovered = [], {}, []
     for spec in specs:
         hashes[spec.key] = config_hash(load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides)))
         if spec.key in done:
@@ -181,18 +199,23 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
                     f"{out}/results.jsonl holds {spec.key} from a different config; use another --out"
                 )
             continue
-        todo.append(spec)
         partial = out / "runs" / spec.key
+        found = _recover(spec, partial, hashes[spec.key]) if partial.is_dir() else None
+        if found is not None:
+            recovered.append(found)
+            continue
+        todo.append(spec)
         if partial.exists():  # interrupted before it finished: it has no result to lose
             shutil.rmtree(partial)
     # An oracle run whose `last` twin is planned or done waits for it: training does not depend on
     # selection, so the last run either holds the oracle numbers (`oracle_view`: every phase before the
     # last one would have kept the same epoch) or the state from which the oracle run goes on.
-    planned = {s.key for s in todo} | set(done)
+    planned = {s.key for s in todo} | set(done) | {r["key"] for r in recovered}
     waiting = [s for s in todo if s.selection == "oracle" and _twin(s, "last").key in planned]
     first = [s for s in todo if s not in waiting]
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo), desc="runs", unit="run", disable=quiet) as bar:
+    with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo) + len(recovered), desc="runs", unit="run", disable=quiet) as bar:
+        _collect(recovered, log, records, bar)
         _execute(first, overrides, out, threads, workers, log, records, bar)
         by_key = {r["key"]: r for r in records}
         derived = [_derive_oracle(by_key[_twin(s, "last").key], s, hashes[s.key]) for s in waiting]
@@ -222,44 +245,64 @@ def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
 def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: int, log, records, bar,
              starts: Optional[Dict[str, str]] = None) -> None:
     jobs = [(spec, list(overrides), str(out), threads, (starts or {}).get(spec.key)) for spec in specs]
-    pool = None
+    running: Dict[int, tuple] = {}
     # SIGTERM (a scheduler, `kill`, `timeout`) takes Ctrl-C's path, so the workers are stopped too.
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         if workers <= 1 or len(jobs) <= 1:
-            finished = (_run_one(*job) for job in jobs)
+            _collect((_run_one(*job) for job in jobs), log, records, bar)
         else:
-            # A Pool, not an executor: on Ctrl-C or a failed run, terminate() stops the runs in flight
-            # at once, where an executor's shutdown would wait for them (and start the queued ones).
-            pool = get_context("spawn").Pool(min(workers, len(jobs)), initializer=_ignore_sigint, maxtasksperchild=1)
-            finished = pool.imap_unordered(_run_job, jobs)
-        _collect(finished, log, records, bar)
+            _run_in_processes(jobs, workers, running, log, records, bar)
     except BaseException:
-        if pool is not None:
-            pool.terminate()
+        for process, _ in running.values():
+            process.kill()
+        for process, _ in running.values():
+            process.join()
         print(f"stopped: {len(records)} runs are recorded in {out / 'results.jsonl'}; "
               "the same command continues from there", file=sys.stderr)
         raise
     finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
         if on_main:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _run_in_processes(jobs: List[tuple], workers: int, running: Dict[int, tuple], log, records, bar) -> None:
+    """One process per run, `workers` at a time; each leaves its results in its run folder.
+
+    No queue or pool is shared with the workers, so killing them (Ctrl-C, a failed run, a scheduler's
+    SIGTERM to the whole process group) can never leave a lock held that the parent then waits on:
+    that is how a multiprocessing Pool hung when a signal killed one of its idle workers.
+    """
+    context = get_context("spawn")
+    pending = list(jobs)
+    while pending or running:
+        while pending and len(running) < workers:
+            job = pending.pop(0)
+            process = context.Process(target=_worker, args=job, daemon=True)
+            process.start()
+            running[process.sentinel] = (process, job)
+        for sentinel in wait(list(running)):
+            process, (spec, overrides, out, _, _) = running.pop(sentinel)
+            process.join()
+            run_dir = Path(out) / "runs" / spec.key
+            cfg_hash = config_hash(load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides)))
+            record = _recover(spec, run_dir, cfg_hash) if process.exitcode == 0 else None
+            if record is None:
+                raise RunFolderError(f"run {spec.key} failed (exit code {process.exitcode}); its error is printed above, "
+                                     f"its folder is {run_dir}")
+            _collect([record], log, records, bar)
 
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them all."""
+def _worker(*job) -> None:
+    """Ctrl-C and SIGTERM are the parent's to handle: it stops every worker at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_job(job: tuple) -> dict:
-    return _run_one(*job)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _run_one(*job)
 
 
 def _collect(finished, log, records, bar) -> None:

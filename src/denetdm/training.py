@@ -228,6 +228,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         "preset": preset,
         "wall_time_s": round(time.time() - start_time, 1),
         "machine": machine_info(device),
+        **({"started_from": str(start_from)} if start_from is not None else {}),
     }
     if shadowing and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
         results["oracle_view"] = {
