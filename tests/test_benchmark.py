@@ -105,6 +105,19 @@ def test_two_phase_oracle_continues_from_the_last_run(tmp_path, monkeypatch):
               start_from=last_dir / "checkpoints" / "oracle_start.pt")
 
 
+def test_an_oracle_twin_runs_as_soon_as_its_last_run_lands(tmp_path, monkeypatch):
+    """Not after the whole grid: an interrupted benchmark then holds both columns of what it finished."""
+    calls = []
+    real = bench._run_one
+    monkeypatch.setattr(bench, "_run_one", lambda spec, *a: calls.append((spec.key, a[3] is not None)) or real(spec, *a))
+    monkeypatch.setattr(bench, "_derive_oracle", lambda *a: None)  # force the continuation path
+    specs = bench.plan(["denetdm"], [0.05], [0, 1], ["last", "oracle"], overrides=TINY)
+    records = bench.run_benchmark(tmp_path, specs, TINY, quiet=True)
+    assert calls == [("denetdm_r0.05_s0_last", False), ("denetdm_r0.05_s0_oracle", True),
+                     ("denetdm_r0.05_s1_last", False), ("denetdm_r0.05_s1_oracle", True)]
+    assert [r.get("continued_from") for r in records] == [None, "denetdm_r0.05_s0_last", None, "denetdm_r0.05_s1_last"]
+
+
 def test_a_finished_run_whose_record_was_lost_is_recovered(tmp_path, monkeypatch):
     """A parent killed between a worker's finish and its append leaves results.json behind: the
     next call appends that run's record instead of training it again, and still checks its config."""

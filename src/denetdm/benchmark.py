@@ -17,6 +17,7 @@ import signal
 import statistics
 import sys
 import threading
+from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 from multiprocessing import get_context
@@ -211,19 +212,32 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
     # selection, so the last run either holds the oracle numbers (`oracle_view`: every phase before the
     # last one would have kept the same epoch) or the state from which the oracle run goes on.
     planned = {s.key for s in todo} | set(done) | {r["key"] for r in recovered}
-    waiting = [s for s in todo if s.selection == "oracle" and _twin(s, "last").key in planned]
-    first = [s for s in todo if s not in waiting]
+    waiting = {_twin(s, "last").key: s for s in todo if s.selection == "oracle" and _twin(s, "last").key in planned}
+    jobs = deque((s, None) for s in todo if s not in waiting.values())
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+
+    def resolve(last: dict) -> None:
+        """The oracle twin of a finished `last` run: read off it, or queued first to continue from it."""
+        spec = waiting.pop(last["key"], None)
+        if spec is None:
+            return
+        derived = _derive_oracle(last, spec, hashes[spec.key])
+        if derived is not None:
+            _collect([derived], log, records, bar)
+            return
+        start = out / "runs" / last["key"] / "checkpoints" / "oracle_start.pt"
+        jobs.appendleft((spec, str(start) if start.is_file() else None))
+
+    def land(record: dict) -> None:
+        _collect([record], log, records, bar)
+        resolve(record)
+
     with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo) + len(recovered), desc="runs", unit="run", disable=quiet) as bar:
-        _collect(recovered, log, records, bar)
-        _execute(first, overrides, out, threads, workers, log, records, bar)
-        by_key = {r["key"]: r for r in records}
-        derived = [_derive_oracle(by_key[_twin(s, "last").key], s, hashes[s.key]) for s in waiting]
-        _collect((r for r in derived if r is not None), log, records, bar)
-        rest = [s for s, r in zip(waiting, derived) if r is None]
-        starts = {s.key: out / "runs" / _twin(s, "last").key / "checkpoints" / "oracle_start.pt" for s in rest}
-        _execute(rest, overrides, out, threads, workers, log, records, bar,
-                 {k: str(p) for k, p in starts.items() if p.is_file()})
+        for record in recovered:
+            land(record)
+        for key in [k for k in waiting if k in done]:
+            resolve(done[key])
+        _execute(jobs, overrides, out, threads, workers, land)
     write_reports(out, records)
     return records
 
@@ -242,24 +256,25 @@ def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
             "config_hash": cfg_hash, "derived_from": last["key"], "wall_time_s": 0.0}
 
 
-def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: int, log, records, bar,
-             starts: Optional[Dict[str, str]] = None) -> None:
-    jobs = [(spec, list(overrides), str(out), threads, (starts or {}).get(spec.key)) for spec in specs]
+def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land) -> None:
+    """Run `jobs` ((spec, start_from) pairs, which `land` may extend) and land each record."""
     running: Dict[int, tuple] = {}
     # SIGTERM (a scheduler, `kill`, `timeout`) takes Ctrl-C's path, so the workers are stopped too.
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
-        if workers <= 1 or len(jobs) <= 1:
-            _collect((_run_one(*job) for job in jobs), log, records, bar)
+        if workers <= 1:
+            while jobs:
+                spec, start = jobs.popleft()
+                land(_run_one(spec, list(overrides), str(out), threads, start))
         else:
-            _run_in_processes(jobs, workers, running, log, records, bar)
+            _run_in_processes(jobs, overrides, out, threads, workers, running, land)
     except BaseException:
         for process, _ in running.values():
             process.kill()
         for process, _ in running.values():
             process.join()
-        print(f"stopped: {len(records)} runs are recorded in {out / 'results.jsonl'}; "
+        print(f"stopped: finished runs are recorded in {out / 'results.jsonl'}; "
               "the same command continues from there", file=sys.stderr)
         raise
     finally:
@@ -267,7 +282,8 @@ def _execute(specs: List[RunSpec], overrides, out: Path, threads: int, workers: 
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run_in_processes(jobs: List[tuple], workers: int, running: Dict[int, tuple], log, records, bar) -> None:
+def _run_in_processes(jobs: deque, overrides, out: Path, threads: int, workers: int, running: Dict[int, tuple],
+                      land) -> None:
     """One process per run, `workers` at a time; each leaves its results in its run folder.
 
     No queue or pool is shared with the workers, so killing them (Ctrl-C, a failed run, a scheduler's
@@ -275,15 +291,14 @@ def _run_in_processes(jobs: List[tuple], workers: int, running: Dict[int, tuple]
     that is how a multiprocessing Pool hung when a signal killed one of its idle workers.
     """
     context = get_context("spawn")
-    pending = list(jobs)
-    while pending or running:
-        while pending and len(running) < workers:
-            job = pending.pop(0)
-            process = context.Process(target=_worker, args=job, daemon=True)
+    while jobs or running:
+        while jobs and len(running) < workers:
+            spec, start = jobs.popleft()
+            process = context.Process(target=_worker, args=(spec, list(overrides), str(out), threads, start), daemon=True)
             process.start()
-            running[process.sentinel] = (process, job)
+            running[process.sentinel] = (process, spec)
         for sentinel in wait(list(running)):
-            process, (spec, overrides, out, _, _) = running.pop(sentinel)
+            process, spec = running.pop(sentinel)
             process.join()
             run_dir = Path(out) / "runs" / spec.key
             cfg_hash = config_hash(load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides)))
@@ -291,7 +306,7 @@ def _run_in_processes(jobs: List[tuple], workers: int, running: Dict[int, tuple]
             if record is None:
                 raise RunFolderError(f"run {spec.key} failed (exit code {process.exitcode}); its error is printed above, "
                                      f"its folder is {run_dir}")
-            _collect([record], log, records, bar)
+            land(record)
 
 
 def _interrupt(signum, frame) -> None:
