@@ -406,6 +406,18 @@ def write_reports(out: Path, records: List[dict]) -> None:
         *("| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows),
         "",
     ]
+    for selection in selections:  # the paper's layout: a row per method, a column per ratio
+        md += [f"## `{selection}` by ratio, the paper's Table 1 in brackets", "",
+               "| method | " + " | ".join(f"{r * 100:g}%" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
+        for method in methods:
+            cells = []
+            for ratio in ratios:
+                values = table.get((method, ratio), {}).get(selection, [])
+                ref = paper.get(dataset, {}).get(method, {}).get(f"{ratio:g}")
+                cell = _mean_std(values) if values else "–"
+                cells.append(cell + ("" if ref is None else f" [{ref[0]:.2f}]"))
+            md.append(f"| {method}{' (bias labels)' if method in label_users else ''} | " + " | ".join(cells) + " |")
+        md.append("")
     (out / "table.md").write_text("\n".join(md))
     plot(out / "accuracy_vs_ratio.png", table, methods, ratios, selections, paper.get(dataset, {}))
 
