@@ -237,7 +237,7 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
             land(record)
         for key in [k for k in waiting if k in done]:
             resolve(done[key])
-        _execute(jobs, overrides, out, threads, workers, land)
+        _execute(jobs, overrides, out, threads, workers, land, hashes)
     write_reports(out, records)
     return records
 
@@ -256,7 +256,7 @@ def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
             "config_hash": cfg_hash, "derived_from": last["key"], "wall_time_s": 0.0}
 
 
-def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land) -> None:
+def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land, hashes: Dict[str, str]) -> None:
     """Run `jobs` ((spec, start_from) pairs, which `land` may extend) and land each record."""
     running: Dict[int, tuple] = {}
     # SIGTERM (a scheduler, `kill`, `timeout`) takes Ctrl-C's path, so the workers are stopped too.
@@ -268,7 +268,7 @@ def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land
                 spec, start = jobs.popleft()
                 land(_run_one(spec, list(overrides), str(out), threads, start))
         else:
-            _run_in_processes(jobs, overrides, out, threads, workers, running, land)
+            _run_in_processes(jobs, overrides, out, threads, workers, running, land, hashes)
     except BaseException:
         for process, _ in running.values():
             process.kill()
@@ -283,7 +283,7 @@ def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land
 
 
 def _run_in_processes(jobs: deque, overrides, out: Path, threads: int, workers: int, running: Dict[int, tuple],
-                      land) -> None:
+                      land, hashes: Dict[str, str]) -> None:
     """One process per run, `workers` at a time; each leaves its results in its run folder.
 
     No queue or pool is shared with the workers, so killing them (Ctrl-C, a failed run, a scheduler's
@@ -301,8 +301,7 @@ def _run_in_processes(jobs: deque, overrides, out: Path, threads: int, workers: 
             process, spec = running.pop(sentinel)
             process.join()
             run_dir = Path(out) / "runs" / spec.key
-            cfg_hash = config_hash(load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides)))
-            record = _recover(spec, run_dir, cfg_hash) if process.exitcode == 0 else None
+            record = _recover(spec, run_dir, hashes[spec.key]) if process.exitcode == 0 else None
             if record is None:
                 raise RunFolderError(f"run {spec.key} failed (exit code {process.exitcode}); its error is printed above, "
                                      f"its folder is {run_dir}")
