@@ -36,6 +36,10 @@ def test_resume_skips_finished_runs_and_reports(tmp_path, monkeypatch):
     text = (out / "table.md").read_text()
     assert "## `oracle` by ratio" in text and "| denetdm | 93.54" not in text and "[93.54]" in text
     assert (out / "accuracy_vs_ratio.png").stat().st_size > 1000
+    # A method's warnings about its own run (DeNetDM's stage-1 split check) are listed under the tables.
+    assert all(isinstance(r["warnings"], list) for r in records)
+    bench.write_reports(out, [{**records[0], "warnings": ["stage 1: split"]}, *records[1:]])
+    assert f"## Runs with warnings\n\n- `{records[0]['key']}`: stage 1: split" in (out / "table.md").read_text()
     # A results folder from other overrides is refused, and nothing in it is touched.
     before = (out / "results.jsonl").read_text()
     with pytest.raises(RunFolderError, match="other overrides"):

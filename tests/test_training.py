@@ -33,6 +33,13 @@ def test_run_folder_contents_and_checkpoints(tmp_path):
     # The checkpoint alone reproduces the table.
     _, again = evaluate_checkpoint(out, device="cpu", quiet=True)
     assert again == results["test"]
+    # Each phase's fit of the training labels is recorded label-free, and the final checkpoint gives it again.
+    fit = results["train_fit"]
+    assert set(fit) == {"stage1", "stage2"} and set(fit["stage1"]) == {"stage1_poe", "stage1_deep", "stage1_shallow"}
+    assert all(set(m) == {"accuracy", "worst_class"} for phase in fit.values() for m in phase.values())
+    _, train_again = evaluate_checkpoint(out, device="cpu", quiet=True, split="train")
+    assert {**fit["stage1"], **fit["stage2"]} == train_again
+    assert isinstance(results["warnings"], list)
 
 
 def test_same_seed_same_numbers_and_other_seed_differs(tmp_path):

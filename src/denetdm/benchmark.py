@@ -153,6 +153,7 @@ def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
         "branches": results["test"], "selected_epochs": results["selected_epochs"],
         "wall_time_s": results["wall_time_s"], "config_hash": cfg_hash, "run_dir": str(run_dir),
         "oracle_view": results.get("oracle_view"), "device": results["machine"].get("gpu", results["machine"]["device"]),
+        "warnings": results.get("warnings", []),
         **({"continued_from": _twin(spec, "last").key} if "started_from" in results else {}),
     }
 
@@ -417,6 +418,9 @@ def write_reports(out: Path, records: List[dict]) -> None:
                 cells.append(cell + ("" if ref is None else f" [{ref[0]:.2f}]"))
             md.append(f"| {method}{' (bias labels)' if method in label_users else ''} | " + " | ".join(cells) + " |")
         md.append("")
+    warned = [r for r in records if r.get("warnings")]
+    if warned:  # label-free checks a method made of its own run (e.g. DeNetDM's stage-1 split)
+        md += ["## Runs with warnings", "", *(f"- `{r['key']}`: {w}" for r in warned for w in r["warnings"]), ""]
     (out / "table.md").write_text("\n".join(md))
     plot(out / "accuracy_vs_ratio.png", table, methods, ratios, selections, paper.get(dataset, {}))
 

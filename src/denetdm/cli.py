@@ -32,24 +32,26 @@ def _load(args):
 
 
 def cmd_train(args) -> int:
-    from .training import default_run_dir, format_table, train
+    from .training import TRAIN_FIT_TITLE, default_run_dir, format_table, train
 
     cfg = _load(args)
     out = Path(args.out) if args.out else default_run_dir(args.preset)
     results = train(cfg, out, quiet=args.quiet, preset=args.preset)
     print(format_table(results["test"], cfg.selection))
+    fit = {name: m for phase in results["train_fit"].values() for name, m in phase.items()}
+    print(format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE))
     print(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .training import evaluate_checkpoint, format_table
+    from .training import TRAIN_FIT_TITLE, evaluate_checkpoint, format_table
 
-    cfg, results = evaluate_checkpoint(Path(args.checkpoint), args.data_dir, args.device or "auto", args.quiet)
+    cfg, results = evaluate_checkpoint(Path(args.checkpoint), args.data_dir, args.device or "auto", args.quiet, args.split)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(format_table(results, cfg.selection))
+        print(format_table(results, cfg.selection, title=TRAIN_FIT_TITLE if args.split == "train" else ""))
     return 0
 
 
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="train: how well each predictor fits the training labels (label-free)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

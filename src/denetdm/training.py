@@ -12,6 +12,7 @@ import os
 import platform
 import random
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Dict, Iterable, Optional
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 from .config import Config, config_from_dict, to_yaml
 from .data import create_dataset
 from .data.base import BiasDataset, Splits
-from .errors import RunFolderError
+from .errors import ConfigError, RunFolderError
 from .fileio import save_atomic, write_text_atomic
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, summarize
@@ -43,8 +44,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigError
-
         raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use --device cpu or auto")
     return device
 
@@ -64,8 +63,9 @@ def machine_info(device: torch.device) -> Dict[str, object]:
 
 
 @torch.no_grad()
-def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 2048, groups: bool = False) -> Dict[str, Dict[str, float]]:
-    """Summaries per predictor on one split; bias-label metrics only where labels exist."""
+def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 2048, groups: bool = False,
+             use_bias: bool = True) -> Dict[str, Dict[str, float]]:
+    """Summaries per predictor on one split; bias-label metrics only where labels exist and `use_bias`."""
     was_training = model.training
     model.eval()
     predictors = model.predictors()
@@ -75,15 +75,18 @@ def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 
         for name in names:
             preds[name].append(predictors[name](x).argmax(dim=1))
     model.train(was_training)
-    bias = split.bias if split.has_bias else None
+    bias = split.bias if split.has_bias and use_bias else None
     return {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
 
 
-def format_table(results: Dict[str, Dict[str, float]], selection: str) -> str:
-    """A fixed-width table of the summaries, the selection protocol in its title."""
+TRAIN_FIT_TITLE = "fit of the training labels (label-free; the selected epoch of each phase)"
+
+
+def format_table(results: Dict[str, Dict[str, float]], selection: str, title: str = "") -> str:
+    """A fixed-width table of the summaries, titled by the selection protocol unless `title` is given."""
     keys = [k for k in SUMMARY_KEYS if any(k in m for m in results.values())]
     width = max(len(n) for n in results) + 2
-    lines = [f"selection: {selection} = {DESCRIPTIONS[selection]}", "model".ljust(width) + "".join(k.rjust(13) for k in keys)]
+    lines = [title or f"selection: {selection} = {DESCRIPTIONS[selection]}", "model".ljust(width) + "".join(k.rjust(13) for k in keys)]
     for name, metrics in results.items():
         lines.append(name.ljust(width) + "".join(f"{metrics.get(k, float('nan')):13.2f}" for k in keys))
     return "\n".join(lines)
@@ -165,6 +168,17 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     # oracle twin trains only the phases after it (`start_from`).
     shadowing = cfg.selection != "oracle" and splits.test.has_bias and start_from is None
     oracle_epochs: Dict[str, int] = {}
+    train_fit: Dict[str, dict] = {}
+    run_warnings = []
+
+    def check_phase(phase) -> None:
+        """How well the phase's selected predictors fit the training labels (label-free), and what the
+        method makes of it, reported as soon as the phase ends."""
+        train_fit[phase.name] = evaluate(model, splits.train, phase.predictors, use_bias=False)
+        for message in model.phase_warnings(phase.name, train_fit[phase.name]):
+            warnings.warn(message, stacklevel=2)
+            run_warnings.append(message)
+
     start = load_oracle_start(start_from, cfg) if start_from is not None else None
     with open(out / "metrics.jsonl", "a") as log:
         if start is not None:
@@ -176,6 +190,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
             selected.update(taken)
         for i, phase in enumerate(phases):
             if phase.name in selected:
+                check_phase(phase)
                 continue
             final_phase = i == len(phases) - 1
             pool = model.start_phase(phase, splits.train)
@@ -215,6 +230,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
                     shadowing = shadow.best_epoch == selector.best_epoch
             selector.restore(model)
             selected[phase.name] = selector.best_epoch
+            check_phase(phase)
             save_atomic(checkpoint_dict(cfg, model, phase.name, selector.best_epoch), out / "checkpoints" / f"{phase.name}.pt")
     final = evaluate(model, splits.test, model.predictors(), groups=True)
     results = {
@@ -224,6 +240,8 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         "deployed": model.phases()[-1].monitor,
         "uses_bias_labels": getattr(model, "uses_bias_labels", False),
         "test": final,
+        "train_fit": train_fit,
+        "warnings": run_warnings,
         "method": cfg.method.NAME,
         "preset": preset,
         "wall_time_s": round(time.time() - start_time, 1),
@@ -255,8 +273,12 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False):
-    """Rebuild a checkpoint's model and data and recompute its test table."""
+def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False,
+                        split: str = "test"):
+    """Rebuild a checkpoint's model and data and recompute its test table, or (`split="train"`) how
+    well each predictor fits the training labels, label-free."""
+    if split not in ("test", "train"):
+        raise ConfigError(f"cannot evaluate on split {split!r}; use test or train")
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
     if data_root:
@@ -267,4 +289,6 @@ def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
     model.load_state_dict(ckpt["state_dict"])
     model.to(dev)
+    if split == "train":
+        return cfg, evaluate(model, splits.train, model.predictors(), use_bias=False)
     return cfg, evaluate(model, splits.test, model.predictors(), groups=True)

@@ -92,6 +92,11 @@ class Algorithm(nn.Module):
         """Logits of the deployed model."""
         raise NotImplementedError
 
+    def phase_warnings(self, phase: str, train_fit: Dict[str, Dict[str, float]]) -> List[str]:
+        """Label-free checks of a finished phase, from its predictors' fit of the training labels
+        (`train_fit`: predictor -> accuracy summary); each message is shown and kept in the results."""
+        return []
+
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
