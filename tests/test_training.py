@@ -97,6 +97,7 @@ def test_cli_train_and_evaluate_on_real_colored_mnist(tmp_path, mnist_root, caps
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "selection: last" in printed and "stage2_target" in printed and "conflicting" in printed
+    assert "fit of the training labels (label-free" in printed
     results = json.loads((out / "results.json").read_text())
     # One short epoch already learns the colour: the deep branch is far better on aligned samples.
     deep = results["test"]["stage1_deep"]
