@@ -23,6 +23,8 @@ def test_resume_skips_finished_runs_and_reports(tmp_path, monkeypatch):
     bench.run_benchmark(out, specs, TINY, quiet=True)
     # One epoch per stage: the oracle run would keep the same epochs, so it is read off the last run.
     assert calls == ["denetdm_r0.05_s0_last"]
+    one_seed = next(csv.DictReader(open(out / "table.csv")))["ours_last"]
+    assert one_seed.endswith(" (n=1)") and "±" not in one_seed  # no spread from one seed
     (out / "runs" / "denetdm_r0.05_s1_last").mkdir(parents=True)  # an interrupted run: restarted
     specs = bench.plan(["denetdm"], [0.05], [0, 1], ["last", "oracle"], overrides=TINY)
     records = bench.run_benchmark(out, specs, TINY, quiet=True)

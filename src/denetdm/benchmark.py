@@ -332,9 +332,9 @@ def _collect(finished, log, records, bar) -> None:
 def _mean_std(values: List[float]) -> str:
     if not values:
         return ""
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.2f} ± {std:.2f} (n={len(values)})"
+    if len(values) == 1:  # one seed has no spread to report
+        return f"{values[0]:.2f} (n=1)"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
 
 
 def summarize_records(records: List[dict], metric: str = "unbiased") -> Dict[tuple, Dict[str, List[float]]]:
