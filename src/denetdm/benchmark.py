@@ -445,6 +445,7 @@ def plot(path: Path, table, methods, ratios, selections, paper) -> None:
             ax.plot(*zip(*ref), ":", color=colour, marker="x", alpha=0.6, label=f"{method} (paper)")
     ax.set_xscale("log")
     ax.set_xticks([r * 100 for r in ratios], [f"{r * 100:g}" for r in ratios])
+    ax.set_xticks([], minor=True)  # only the ratios run, no log-scale minor labels between them
     ax.set_xlabel("bias-conflicting training samples (%)")
     ax.set_ylabel("unbiased test accuracy (%)")
     ax.grid(alpha=0.3)
