@@ -52,3 +52,11 @@ def test_cli_reports_one_line_errors_with_nonzero_exit(capsys):
 def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "denetdm.cli", "list"], capture_output=True, text=True, check=True).stdout
     assert "denetdm" in out and "colored_mnist" in out and "erm" in out
+
+
+def test_overrides_may_come_before_and_after_options(capsys):
+    assert main(["config", "--preset", "colored_mnist", "data.ratio=0.02", "--seed", "3", "method.temperature=4"]) == 0
+    printed = capsys.readouterr().out
+    assert "ratio: 0.02" in printed and "temperature: 4" in printed and "seed: 3" in printed
+    with pytest.raises(SystemExit):  # a stray option is still refused
+        main(["config", "--preset", "colored_mnist", "--nope"])

@@ -189,7 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes a positional list in one run only, so KEY=VALUE overrides written after an option
+    # (`... threads=1 --out X key=value`) come back unparsed: they are overrides all the same.
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     try:
         return args.func(args)
