@@ -3,7 +3,7 @@ official code's timings on the same kind of 2-core CPU (shared/docs/official-bas
 
 Run it alone on the machine: timings on 2 cores are very sensitive to other jobs.
 
-    python benchmarks/speed_colored_mnist.py [--epochs 5] [--threads 0]
+    python benchmarks/speed_colored_mnist.py [--epochs 5] [--threads 0] [--device cpu] [--out FILE]
 """
 from __future__ import annotations
 
@@ -25,9 +25,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--out", default=str(HERE / "results" / "speed_colored_mnist.json"))
     args = parser.parse_args()
     cfg = denetdm.load_config("colored_mnist", [f"method.stage1.epochs={args.epochs}",
-                                                f"method.stage2.epochs={args.epochs}", f"threads={args.threads}"])
+                                                f"method.stage2.epochs={args.epochs}", f"threads={args.threads}",
+                                                f"device={args.device}"])
     denetdm.create_dataset(cfg.data, progress=False)  # build the cache outside the timing
     with tempfile.TemporaryDirectory() as tmp:
         results = denetdm.train(cfg, Path(tmp) / "run", quiet=True)
@@ -46,10 +49,10 @@ def main() -> None:
         "speedup_per_stage2_epoch_incl_eval": round(OFFICIAL["stage2_train_plus_eval_s"] / median["stage2"], 1),
         "projected_speedup_full_run": round(OFFICIAL["full_run_s"] / projected, 1),
         "machine": results["machine"],
-        "command": f"python benchmarks/speed_colored_mnist.py --epochs {args.epochs} --threads {args.threads}",
+        "command": f"python benchmarks/speed_colored_mnist.py --epochs {args.epochs} --threads {args.threads} --device {args.device}",
     }
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "speed_colored_mnist.json").write_text(json.dumps(report, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("median_s", "projected_100_plus_100_epochs_s", "projected_speedup_full_run")}))
 
 
