@@ -37,20 +37,21 @@ HERE = Path(__file__).resolve().parent
 
 
 class StackedMLP(nn.Module):
-    """One MLP (Linear+ReLU layers, then optionally a plain Linear head) per seed, weights stacked."""
+    """The Linear layers of one module per seed, weights stacked; each followed by a ReLU if `relu`
+    (a branch body, Linear+ReLU throughout) or not (the head)."""
 
-    def __init__(self, modules, relu_layers: int):
+    def __init__(self, modules, relu: bool):
         super().__init__()
         layers = list(zip(*([m for m in module.modules() if isinstance(m, nn.Linear)] for module in modules)))
         self.weights = nn.ParameterList(nn.Parameter(torch.stack([l.weight.detach().t() for l in g])) for g in layers)
         self.biases = nn.ParameterList(nn.Parameter(torch.stack([l.bias.detach()[None] for l in g])) for g in layers)
-        self.relu_layers = relu_layers
+        self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (S, B, in) or (B, in), shared by every seed; returns (S, B, out)."""
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for w, b in zip(self.weights, self.biases):
             x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
-            if i < self.relu_layers:
+            if self.relu:
                 x = torch.relu(x)
         return x
 
@@ -58,9 +59,9 @@ class StackedMLP(nn.Module):
 class StackedStage1(nn.Module):
     def __init__(self, methods):
         super().__init__()
-        self.deep = StackedMLP([m.deep for m in methods], relu_layers=len(methods[0].deep.body) // 2)
-        self.shallow = StackedMLP([m.shallow for m in methods], relu_layers=len(methods[0].shallow.body) // 2)
-        self.head = StackedMLP([m.head for m in methods], relu_layers=0)
+        self.deep = StackedMLP([m.deep for m in methods], relu=True)
+        self.shallow = StackedMLP([m.shallow for m in methods], relu=True)
+        self.head = StackedMLP([m.head for m in methods], relu=False)
 
     def logits(self, x: torch.Tensor) -> dict:
         deep, shallow = self.deep(x), self.shallow(x)
@@ -91,9 +92,8 @@ def build(cfg, seeds, train):
 @torch.no_grad()
 def predictions(model: StackedStage1, split, chunk: int = 4096) -> dict:
     preds = {"deep": [], "shallow": [], "poe": []}
-    for start in range(0, len(split), chunk):
-        x = split._prepare(split.x[start:start + chunk]).flatten(1)
-        for name, logits in model.logits(x).items():
+    for _, x, _, _ in split.batches(torch.arange(len(split)), chunk):
+        for name, logits in model.logits(x.flatten(1)).items():
             preds[name].append(logits.argmax(-1))
     return {name: torch.cat(p, dim=1).cpu() for name, p in preds.items()}
 
@@ -101,7 +101,7 @@ def predictions(model: StackedStage1, split, chunk: int = 4096) -> dict:
 def train_stage1(cfg, seeds, splits, device, epochs: int):
     train, test = splits.train, splits.test
     model = build(cfg, seeds, train).to(device)
-    optim = cfg.method.stage1
+    optim, n = cfg.method.stage1, len(seeds)
     optimizer = make_optimizer(model.parameters(), optim)
     shuffles = [torch.Generator().manual_seed(seed) for seed in seeds]
     steps = len(train) // optim.batch_size  # drop_last, as the package's stage 1
@@ -109,14 +109,14 @@ def train_stage1(cfg, seeds, splits, device, epochs: int):
     train_y, test_y, test_bias = train.y.cpu(), test.y.cpu(), test.bias.cpu()
     started = time.time()
     for _ in range(epochs):
-        orders = torch.stack([torch.randperm(len(train), generator=g) for g in shuffles]).to(device)
-        for step in range(steps):
-            idx = orders[:, step * optim.batch_size:(step + 1) * optim.batch_size]
-            x = train._prepare(train.x[idx.flatten()]).view(len(seeds), optim.batch_size, -1)
-            model.update(optimizer, x, train.y[idx])
+        orders = torch.stack([torch.randperm(len(train), generator=g)[:steps * optim.batch_size] for g in shuffles])
+        # Step-major, seed-minor: each slice of n * batch_size indices holds every seed's batch of one step.
+        order = orders.view(n, steps, optim.batch_size).transpose(0, 1).flatten()
+        for _, x, y, _ in train.batches(order, n * optim.batch_size):
+            model.update(optimizer, x.view(n, optim.batch_size, -1), y.view(n, optim.batch_size))
         fit = predictions(model, train)
         seen = predictions(model, test)
-        for s in range(len(seeds)):
+        for s in range(n):
             for name in ("deep", "shallow", "poe"):  # accuracy on the training labels: no bias labels
                 curves[f"{name}_fit"][s].append(round(100 * (fit[name][s] == train_y).double().mean().item(), 2))
             deep, shallow = (summarize(seen[n][s], test_y, test_bias, test.num_classes, test.num_bias) for n in ("deep", "shallow"))
@@ -141,10 +141,13 @@ def summary(seeds, curves) -> dict:
         best = max(range(len(curves["shallow_conflicting"][s])), key=curves["shallow_conflicting"][s].__getitem__)
         rows.append({"seed": seed, "last_epoch": last, "warns": last["deep_fit"] < SPLIT_WARN_BELOW,
                      "oracle_epoch": best, "at_oracle_epoch": {k: v[s][best] for k, v in curves.items()}})
+    def fails(row) -> bool:
+        """With bias labels: a deep branch that misses a colour scores under 95% on aligned test images."""
+        return row["last_epoch"]["deep_aligned"] < 95.0
+
     warned = [r for r in rows if r["warns"]]
-    # With bias labels: a deep branch that misses a colour scores under 95% on aligned test images.
-    failed = [r for r in rows if r["last_epoch"]["deep_aligned"] < 95.0]
-    both = [r for r in rows if r["warns"] == (r["last_epoch"]["deep_aligned"] < 95.0)]
+    failed = [r for r in rows if fails(r)]
+    both = [r for r in rows if r["warns"] == fails(r)]
 
     def mean(rs, key):
         return round(sum(r["last_epoch"][key] for r in rs) / len(rs), 2) if rs else None

@@ -29,16 +29,17 @@ def test_stacked_stage1_matches_the_package_per_seed():
     optimizer = denetdm.methods.base.make_optimizer(stacked.parameters(), cfg.method.stage1)
     batches = torch.randperm(40, generator=gen).view(2, 4, 5)  # seed, step, batch
     for step in range(4):
-        idx = batches[:, step]
-        stacked.update(optimizer, train._prepare(train.x[idx.flatten()]).view(2, 5, -1), train.y[idx])
+        _, x, y, _ = next(train.batches(batches[:, step].flatten(), 10))
+        stacked.update(optimizer, x.view(2, 5, -1), y.view(2, 5))
+    _, every, _, _ = next(train.batches(torch.arange(len(train)), len(train)))
+    logits = stacked.logits(every.flatten(1))
     for s, seed in enumerate(seeds):
         seed_everything(seed)
         method = denetdm.create_method(cfg, train.input_shape, 10, len(train))
         stage1 = method.phases()[0]
         method.start_phase(stage1, train)
         for step in range(4):
-            idx = batches[s, step]
-            method.update((idx, train._prepare(train.x[idx]), train.y[idx], train.bias[idx]))
+            method.update(next(train.batches(batches[s, step], 5)))
         # Same weights after four Adam steps: same initialisation, same gradients, same update.
         ours = [w[s] for w in stacked.deep.weights] + [stacked.head.weights[0][s]]
         theirs = [l.weight.t() for l in method.deep.modules() if isinstance(l, torch.nn.Linear)] + [method.head.weight.t()]
@@ -47,11 +48,9 @@ def test_stacked_stage1_matches_the_package_per_seed():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(stacked.shallow.biases[-1][s, 0], method.shallow.body[-2].bias, rtol=1e-4, atol=1e-6)
         # The stacked predictions are that seed's predictors.
-        x = train._prepare(train.x).flatten(1)
-        logits = stacked.logits(x)
         predictors = method.predictors()
         for name in ("deep", "shallow", "poe"):
-            torch.testing.assert_close(logits[name][s], predictors[f"stage1_{name}"](train._prepare(train.x)), rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(logits[name][s], predictors[f"stage1_{name}"](every), rtol=1e-4, atol=1e-5)
 
 
 def test_wilson_interval_brackets_the_rate():
