@@ -3,6 +3,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 import denetdm.benchmark as bench
 from denetdm.cli import main
@@ -110,6 +111,35 @@ def test_two_phase_oracle_continues_from_the_last_run(tmp_path, monkeypatch):
     with pytest.raises(RunFolderError, match="another config"):
         train(load_config("colored_mnist", [*specs[1].overrides(tiny), "seed=1"]), tmp_path / "bad", quiet=True,
               start_from=last_dir / "checkpoints" / "oracle_start.pt")
+
+
+@pytest.mark.parametrize("seed,shared_attempts", [(0, 0), (1, 1)])
+def test_an_oracle_twin_restarts_stage1_as_a_from_scratch_oracle_run_would(tmp_path, monkeypatch, seed, shared_attempts):
+    """With stage-1 restarts, the oracle twin takes over the attempts its `last` run shares with it
+    (seed 0: none, their first attempts select other epochs; seed 1: the first), restarts where an
+    oracle run would, and ends where a from-scratch oracle run ends."""
+    import denetdm.methods.denetdm as dm
+
+    monkeypatch.setattr(dm, "SPLIT_WARN_BELOW", 101.0)  # every split "fails": both restart, once
+    monkeypatch.setattr(bench, "_derive_oracle", lambda *a: None)  # force the continuation path
+    tiny = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=4", "method.stage1.lr=0.03",
+            "method.stage2.epochs=2", "method.stage1_restarts=1"]
+    specs = bench.plan(["denetdm"], [0.05], [seed], ["last", "oracle"], overrides=tiny)
+    with pytest.warns(UserWarning, match="restart 1"):
+        twin = bench.run_benchmark(tmp_path / "both", specs, tiny, quiet=True)[1]
+        alone = bench.run_benchmark(tmp_path / "alone", specs[1:], tiny, quiet=True)[0]
+    start = torch.load(tmp_path / "both" / "runs" / specs[0].key / "checkpoints" / "oracle_start.pt", weights_only=True)
+    assert len(start["restarts"].get("stage1", [])) == shared_attempts
+    assert twin["continued_from"] == specs[0].key and "continued_from" not in alone
+    assert len(twin["restarts"]["stage1"]) == len(alone["restarts"]["stage1"]) == 1
+    assert twin["selected_epochs"] == alone["selected_epochs"] and twin["branches"] == alone["branches"]
+    assert "## Runs with restarted phases" in (tmp_path / "both" / "table.md").read_text()
+
+    def records(folder):
+        lines = (tmp_path / folder / "runs" / specs[1].key / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in lines]
+
+    assert records("both") == records("alone")  # attempts included
 
 
 def test_an_oracle_twin_runs_as_soon_as_its_last_run_lands(tmp_path, monkeypatch):

@@ -121,3 +121,15 @@ def test_stage1_split_warning_only_when_the_deep_branch_leaves_the_training_labe
     (message,) = model.phase_warnings("stage1", fit(20.04, 99.42))
     assert "20.0%" in message and "99.4%" in message and "--seed" in message
     assert model.phase_warnings("stage2", {"stage2_target": {"accuracy": 10.0}}) == []
+
+
+def test_restart_rebuilds_stage1_only_and_only_within_its_budget():
+    model = tiny(["method.stage1_restarts=1"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert not model.restart_phase("stage2", 0) and not model.restart_phase("stage1", 1)
+    assert model.restart_phase("stage1", 0)
+    after = model.state_dict()
+    assert list(after) == list(before)  # the same modules, so checkpoints keep their layout
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"deep", "shallow", "head"}
+    assert not tiny().restart_phase("stage1", 0)  # the default is the paper: never

@@ -105,3 +105,27 @@ def test_cli_train_and_evaluate_on_real_colored_mnist(tmp_path, mnist_root, caps
     assert main(["evaluate", str(out / "checkpoints" / "final.pt"), "--data-dir", mnist_root, "-q", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == results["test"]
     assert main(["train", "--preset", "colored_mnist_demo", "--out", str(out), "-q"]) == 2  # folder taken
+
+
+RESTART_TINY = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=3", "method.stage2.epochs=2"]
+
+
+def test_stage1_restarts_only_when_the_split_check_warns(tmp_path, monkeypatch):
+    import denetdm.methods.denetdm as dm
+
+    plain = train(load_config("colored_mnist", RESTART_TINY), tmp_path / "plain", quiet=True)
+    cfg = load_config("colored_mnist", [*RESTART_TINY, "method.stage1_restarts=2"])
+    # A split that passes its check: the option changes nothing, to the last digit.
+    monkeypatch.setattr(dm, "SPLIT_WARN_BELOW", 0.0)
+    passed = train(cfg, tmp_path / "passed", quiet=True)
+    assert passed["test"] == plain["test"] and "restarts" not in passed and passed["warnings"] == []
+    # A split that always fails: stage 1 is trained 1 + 2 times, then the warning stands.
+    monkeypatch.setattr(dm, "SPLIT_WARN_BELOW", 101.0)
+    with pytest.warns(UserWarning, match="restart 2: training stage1 again"):
+        failed = train(cfg, tmp_path / "failed", quiet=True)
+    assert len(failed["restarts"]["stage1"]) == 2 and len(failed["warnings"]) == 1
+    assert "fits" in failed["restarts"]["stage1"][0]
+    lines = [json.loads(line) for line in (tmp_path / "failed" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r.get("attempt", 0)) for r in lines] == [
+        *[("stage1", a) for a in (0, 0, 0, 1, 1, 1, 2, 2, 2)], ("stage2", 0), ("stage2", 0)]
+    assert failed["test"]["stage1_deep"] != plain["test"]["stage1_deep"]  # other weights

@@ -154,6 +154,7 @@ def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
         "wall_time_s": results["wall_time_s"], "config_hash": cfg_hash, "run_dir": str(run_dir),
         "oracle_view": results.get("oracle_view"), "device": results["machine"].get("gpu", results["machine"]["device"]),
         "warnings": results.get("warnings", []),
+        **({"restarts": results["restarts"]} if results.get("restarts") else {}),
         **({"continued_from": _twin(spec, "last").key} if "started_from" in results else {}),
     }
 
@@ -421,6 +422,11 @@ def write_reports(out: Path, records: List[dict]) -> None:
     warned = [r for r in records if r.get("warnings")]
     if warned:  # label-free checks a method made of its own run (e.g. DeNetDM's stage-1 split)
         md += ["## Runs with warnings", "", *(f"- `{r['key']}`: {w}" for r in warned for w in r["warnings"]), ""]
+    restarted = [r for r in records if r.get("restarts")]
+    if restarted:  # phases trained again from fresh weights after such a warning (opt-in)
+        md += ["## Runs with restarted phases", "",
+               *(f"- `{r['key']}`: {phase} restarted {len(why)}x; {why[0]}" for r in restarted
+                 for phase, why in r["restarts"].items()), ""]
     (out / "table.md").write_text("\n".join(md))
     plot(out / "accuracy_vs_ratio.png", table, methods, ratios, selections, paper.get(dataset, {}))
 

@@ -15,7 +15,7 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
@@ -170,68 +170,96 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     oracle_epochs: Dict[str, int] = {}
     train_fit: Dict[str, dict] = {}
     run_warnings = []
+    restarts: Dict[str, List[str]] = {}  # phase -> per restart, the warnings that made it train again
+    oracle_view: Dict[str, dict] = {}
 
-    def check_phase(phase) -> None:
+    def check_phase(phase) -> List[str]:
         """How well the phase's selected predictors fit the training labels (label-free), and what the
-        method makes of it, reported as soon as the phase ends."""
+        method makes of it, as soon as the phase ends."""
         train_fit[phase.name] = evaluate(model, splits.train, phase.predictors, use_bias=False)
-        for message in model.phase_warnings(phase.name, train_fit[phase.name]):
-            warnings.warn(message, stacklevel=2)
-            run_warnings.append(message)
+        return model.phase_warnings(phase.name, train_fit[phase.name])
+
+    def train_phase(phase, final_phase: bool, log) -> None:
+        nonlocal shadowing
+        attempt = len(restarts.get(phase.name, []))
+        pool = model.start_phase(phase, splits.train)
+        pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
+        selector = Selector(cfg.selection, phase)
+        shadow = Selector("oracle", phase, keep_weights=not final_phase) if shadowing else None
+        steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
+        bar = tqdm(total=steps * phase.optim.epochs, desc=phase.name, unit="step", disable=quiet, dynamic_ncols=True)
+        for epoch in range(phase.optim.epochs):
+            model.train()
+            totals: Dict[str, float] = {}
+            order = pool[torch.randperm(len(pool), generator=shuffle)]
+            for batch in splits.train.batches(order, phase.optim.batch_size, phase.drop_last):
+                for key, value in model.update(batch).items():
+                    totals[key] = totals.get(key, 0.0) + value
+                bar.update()
+            record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}), "epoch": epoch,
+                      "time_s": round(time.time() - start_time, 2)}
+            record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
+            last = epoch == phase.optim.epochs - 1
+            if (epoch + 1) % cfg.eval_every == 0 or last:
+                metrics = {name: evaluate(model, split, phase.predictors) for name, split in eval_splits.items()}
+                selector.observe(epoch, metrics, model)
+                if shadow is not None:
+                    shadow.observe(epoch, metrics, model)
+                record.update(metrics)
+                monitor = metrics["test"][phase.monitor]
+                bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}", test_acc=f"{monitor['accuracy']:.1f}")
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        bar.close()
+        if shadow is not None:
+            oracle_epochs[phase.name] = shadow.best_epoch
+            if not final_phase:
+                save_atomic({**checkpoint_dict(cfg, model, phase.name, shadow.best_epoch, shadow.best_state),
+                             "selected_epochs": dict(oracle_epochs), "rng": rng_state(shuffle, device),
+                             "restarts": {k: list(v) for k, v in restarts.items()}},
+                            out / "checkpoints" / "oracle_start.pt")
+                # Restarting reads the selected epoch, so an oracle run restarts alike only from the same one.
+                shadowing = shadow.best_epoch == selector.best_epoch
+        selector.restore(model)
+        selected[phase.name] = selector.best_epoch
+        if shadow is not None and final_phase and shadow.best_metrics is not None:  # 0 epochs select nothing
+            oracle_view["test"] = shadow.best_metrics["test"]
 
     start = load_oracle_start(start_from, cfg) if start_from is not None else None
     with open(out / "metrics.jsonl", "a") as log:
         if start is not None:
             taken = start["selected_epochs"]
+            restarts.update(start.get("restarts", {}))
             source = Path(start_from).parent.parent / "metrics.jsonl"
-            log.writelines(line for line in source.read_text().splitlines(True) if json.loads(line)["phase"] in taken)
+            for line in source.read_text().splitlines(True):
+                rec = json.loads(line)
+                if rec["phase"] in taken and rec.get("attempt", 0) <= len(restarts.get(rec["phase"], [])):
+                    log.write(line)
             model.load_state_dict(start["state_dict"])
             set_rng_state(start["rng"], shuffle)
             selected.update(taken)
         for i, phase in enumerate(phases):
-            if phase.name in selected:
-                check_phase(phase)
-                continue
             final_phase = i == len(phases) - 1
-            pool = model.start_phase(phase, splits.train)
-            pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
-            selector = Selector(cfg.selection, phase)
-            shadow = Selector("oracle", phase, keep_weights=not final_phase) if shadowing else None
-            steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
-            bar = tqdm(total=steps * phase.optim.epochs, desc=phase.name, unit="step", disable=quiet, dynamic_ncols=True)
-            for epoch in range(phase.optim.epochs):
-                model.train()
-                totals: Dict[str, float] = {}
-                order = pool[torch.randperm(len(pool), generator=shuffle)]
-                for batch in splits.train.batches(order, phase.optim.batch_size, phase.drop_last):
-                    for key, value in model.update(batch).items():
-                        totals[key] = totals.get(key, 0.0) + value
-                    bar.update()
-                record = {"phase": phase.name, "epoch": epoch, "time_s": round(time.time() - start_time, 2)}
-                record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
-                last = epoch == phase.optim.epochs - 1
-                if (epoch + 1) % cfg.eval_every == 0 or last:
-                    metrics = {name: evaluate(model, split, phase.predictors) for name, split in eval_splits.items()}
-                    selector.observe(epoch, metrics, model)
-                    if shadow is not None:
-                        shadow.observe(epoch, metrics, model)
-                    record.update(metrics)
-                    monitor = metrics["test"][phase.monitor]
-                    bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}", test_acc=f"{monitor['accuracy']:.1f}")
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            bar.close()
-            if shadow is not None:
-                oracle_epochs[phase.name] = shadow.best_epoch
-                if not final_phase:
-                    save_atomic({**checkpoint_dict(cfg, model, phase.name, shadow.best_epoch, shadow.best_state),
-                                 "selected_epochs": dict(oracle_epochs), "rng": rng_state(shuffle, device)},
-                                out / "checkpoints" / "oracle_start.pt")
-                    shadowing = shadow.best_epoch == selector.best_epoch
-            selector.restore(model)
-            selected[phase.name] = selector.best_epoch
-            check_phase(phase)
-            save_atomic(checkpoint_dict(cfg, model, phase.name, selector.best_epoch), out / "checkpoints" / f"{phase.name}.pt")
+            trained = False
+            while True:
+                if phase.name not in selected:
+                    train_phase(phase, final_phase, log)
+                    trained = True
+                messages = check_phase(phase)
+                # The method may start a phase again from fresh weights when its check warns (an opt-in
+                # deviation from the paper); the final phase is never restarted.
+                if not messages or final_phase or not model.restart_phase(phase.name, len(restarts.get(phase.name, []))):
+                    break
+                restarts.setdefault(phase.name, []).append(" ".join(messages))
+                del selected[phase.name]
+                warnings.warn(f"{restarts[phase.name][-1]} [restart {len(restarts[phase.name])}: training {phase.name} "
+                              "again from fresh weights]", stacklevel=2)
+            for message in messages:
+                warnings.warn(message, stacklevel=2)
+                run_warnings.append(message)
+            if trained:
+                save_atomic(checkpoint_dict(cfg, model, phase.name, selected[phase.name]),
+                            out / "checkpoints" / f"{phase.name}.pt")
     final = evaluate(model, splits.test, model.predictors(), groups=True)
     results = {
         "selection": cfg.selection,
@@ -242,16 +270,17 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         "test": final,
         "train_fit": train_fit,
         "warnings": run_warnings,
+        **({"restarts": restarts} if restarts else {}),
         "method": cfg.method.NAME,
         "preset": preset,
         "wall_time_s": round(time.time() - start_time, 1),
         "machine": machine_info(device),
         **({"started_from": str(start_from)} if start_from is not None else {}),
     }
-    if shadowing and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
+    if shadowing and oracle_view:
         results["oracle_view"] = {
             "selection": "oracle", "selection_description": DESCRIPTIONS["oracle"],
-            "selected_epochs": oracle_epochs, "test": shadow.best_metrics["test"],
+            "selected_epochs": oracle_epochs, **oracle_view,
         }
     save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))

@@ -97,6 +97,11 @@ class Algorithm(nn.Module):
         (`train_fit`: predictor -> accuracy summary); each message is shown and kept in the results."""
         return []
 
+    def restart_phase(self, phase: str, restarts_so_far: int) -> bool:
+        """Called when a phase other than the last ends with warnings: reinitialise what the phase
+        trains and return True to train it again, or False to go on as it is."""
+        return False
+
     def step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -50,6 +50,9 @@ class DeNetDMConfig(MethodConfig):
     # The official code leaves the frozen deep branch in train mode in stage 2, so its BatchNorm
     # statistics keep drifting (it has no BatchNorm on Colored MNIST). True reproduces that.
     deep_bn_drift: bool = False
+    # Not in the paper (0 is faithful): when the split check warns after stage 1, train stage 1 again
+    # from fresh weights, up to this many times. Label-free, so no bias labels are involved.
+    stage1_restarts: int = 0
 
     def validate(self) -> None:
         super().validate()
@@ -57,6 +60,8 @@ class DeNetDMConfig(MethodConfig):
             raise ConfigError(f"method.temperature={self.temperature} must be > 0")
         if self.stage2_oracle_metric not in ("unbiased", "conflicting", "worst_group", "accuracy"):
             raise ConfigError(f"method.stage2_oracle_metric={self.stage2_oracle_metric!r} is not a test metric name")
+        if self.stage1_restarts < 0:
+            raise ConfigError(f"method.stage1_restarts={self.stage1_restarts} must be >= 0")
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -76,6 +81,7 @@ class DeNetDM(Algorithm):
 
     def __init__(self, cfg: DeNetDMConfig, input_shape, num_classes, num_train):
         super().__init__(cfg, input_shape, num_classes, num_train)
+        self.input_shape = input_shape
         self.deep = create_model(cfg.deep, input_shape)  # phi_b
         self.shallow = create_model(cfg.shallow, input_shape)  # phi_d
         self.target = create_model(cfg.target, input_shape)  # phi_t
@@ -160,8 +166,18 @@ class DeNetDM(Algorithm):
         return [
             f"stage 1: the deep branch alone fits {deep:.1f}% of the training labels (both branches {poe:.1f}%), "
             "so it has likely not taken up the whole bias and the shallow branch is not debiased; train again "
-            f"with another --seed, unless the bias explains less than {SPLIT_WARN_BELOW:.0f}% of your training data"
+            "with another --seed or method.stage1_restarts=1, unless the bias explains less than "
+            f"{SPLIT_WARN_BELOW:.0f}% of your training data"
         ]
+
+    def restart_phase(self, phase, restarts_so_far):
+        if phase != "stage1" or restarts_so_far >= self.cfg.stage1_restarts:
+            return False
+        device = self.head.weight.device
+        self.deep = create_model(self.cfg.deep, self.input_shape).to(device)
+        self.shallow = create_model(self.cfg.shallow, self.input_shape).to(device)
+        self.head = nn.Linear(self.deep.out_dim, self.num_classes).to(device)
+        return True
 
     def predictors(self):
         return {
