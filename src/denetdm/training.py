@@ -2,8 +2,9 @@
 
 `train` reads top to bottom: build data and method, then for each of the method's
 phases run epochs of `update` calls over shuffled index slices, evaluate, let the
-selection protocol keep the chosen epoch, and checkpoint. Bias labels are touched only
-by evaluation and by the opt-in oracle protocol.
+selection protocol keep the chosen epoch, check the phase label-free (the method may ask
+to train it again from fresh weights) and checkpoint. Bias labels are touched only by
+evaluation and by the opt-in oracle protocol.
 """
 from __future__ import annotations
 
