@@ -119,7 +119,8 @@ def train_stage1(cfg, seeds, splits, device, epochs: int):
         for s in range(n):
             for name in ("deep", "shallow", "poe"):  # accuracy on the training labels: no bias labels
                 curves[f"{name}_fit"][s].append(round(100 * (fit[name][s] == train_y).double().mean().item(), 2))
-            deep, shallow = (summarize(seen[n][s], test_y, test_bias, test.num_classes, test.num_bias) for n in ("deep", "shallow"))
+            deep, shallow = (summarize(seen[name][s], test_y, test_bias, test.num_classes, test.num_bias)
+                             for name in ("deep", "shallow"))
             curves["deep_aligned"][s].append(round(deep["aligned"], 2))
             curves["shallow_conflicting"][s].append(round(shallow["conflicting"], 2))
     if device.type == "cuda":

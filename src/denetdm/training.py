@@ -172,7 +172,6 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     train_fit: Dict[str, dict] = {}
     run_warnings = []
     restarts: Dict[str, List[str]] = {}  # phase -> per restart, the warnings that made it train again
-    oracle_view: Dict[str, dict] = {}
 
     def check_phase(phase) -> List[str]:
         """How well the phase's selected predictors fit the training labels (label-free), and what the
@@ -180,7 +179,8 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         train_fit[phase.name] = evaluate(model, splits.train, phase.predictors, use_bias=False)
         return model.phase_warnings(phase.name, train_fit[phase.name])
 
-    def train_phase(phase, final_phase: bool, log) -> None:
+    def train_phase(phase, final_phase: bool, log) -> Optional[Selector]:
+        """Train one attempt at `phase` and restore its selected epoch; returns the oracle shadow, if any."""
         nonlocal shadowing
         attempt = len(restarts.get(phase.name, []))
         pool = model.start_phase(phase, splits.train)
@@ -223,8 +223,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
                 shadowing = shadow.best_epoch == selector.best_epoch
         selector.restore(model)
         selected[phase.name] = selector.best_epoch
-        if shadow is not None and final_phase and shadow.best_metrics is not None:  # 0 epochs select nothing
-            oracle_view["test"] = shadow.best_metrics["test"]
+        return shadow
 
     start = load_oracle_start(start_from, cfg) if start_from is not None else None
     with open(out / "metrics.jsonl", "a") as log:
@@ -244,7 +243,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
             trained = False
             while True:
                 if phase.name not in selected:
-                    train_phase(phase, final_phase, log)
+                    shadow = train_phase(phase, final_phase, log)
                     trained = True
                 messages = check_phase(phase)
                 # The method may start a phase again from fresh weights when its check warns (an opt-in
@@ -278,10 +277,10 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         "machine": machine_info(device),
         **({"started_from": str(start_from)} if start_from is not None else {}),
     }
-    if shadowing and oracle_view:
+    if shadowing and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
         results["oracle_view"] = {
             "selection": "oracle", "selection_description": DESCRIPTIONS["oracle"],
-            "selected_epochs": oracle_epochs, **oracle_view,
+            "selected_epochs": oracle_epochs, "test": shadow.best_metrics["test"],
         }
     save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
