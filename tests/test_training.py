@@ -29,7 +29,11 @@ def test_run_folder_contents_and_checkpoints(tmp_path):
         ckpt = torch.load(out / "checkpoints" / f"{name}.pt", weights_only=True)
         assert ckpt["config"]["method"]["name"] == "denetdm"
     assert set(results["test"]) == {"stage1_poe", "stage1_deep", "stage1_shallow", "stage2_target"}
-    assert results["selection"] == "last" and results["selected_epochs"] == {"stage1": 1, "stage2": 0}
+    # The default protocol is label-free `proxy`: it keeps one of the logged epochs of each phase.
+    assert results["selection"] == "proxy" and set(results["selected_epochs"]) == {"stage1", "stage2"}
+    assert results["selected_epochs"]["stage1"] in (0, 1) and results["selected_epochs"]["stage2"] == 0
+    assert "val" in lines[0] and "pseudo_unbiased" in lines[0]["val"]["stage1_shallow"]
+    assert results["estimate"]["predictor"] == "stage2_target" and results["estimate"]["proxy"] == "stage1_deep"
     # The checkpoint alone reproduces the table.
     _, again = evaluate_checkpoint(out, device="cpu", quiet=True)
     assert again == results["test"]
@@ -96,7 +100,8 @@ def test_cli_train_and_evaluate_on_real_colored_mnist(tmp_path, mnist_root, caps
             "method.stage2.batch_size=256"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "selection: last" in printed and "stage2_target" in printed and "conflicting" in printed
+    assert "selection: proxy" in printed and "stage2_target" in printed and "conflicting" in printed
+    assert "label-free ESTIMATE for stage2_target" in printed and "unbiased ~" in printed
     assert "fit of the training labels (label-free" in printed
     results = json.loads((out / "results.json").read_text())
     # One short epoch already learns the colour: the deep branch is far better on aligned samples.

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 from tqdm.auto import tqdm
 
-from .config import config_from_dict, load_config
+from .config import SELECTIONS, config_from_dict, load_config
 from .errors import ConfigError, RunFolderError
 from .methods.registry import METHODS
 
@@ -154,6 +154,7 @@ def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
         "wall_time_s": results["wall_time_s"], "config_hash": cfg_hash, "run_dir": str(run_dir),
         "oracle_view": results.get("oracle_view"), "device": results["machine"].get("gpu", results["machine"]["device"]),
         "warnings": results.get("warnings", []),
+        **({"estimate": results["estimate"]} if results.get("estimate") else {}),
         **({"restarts": results["restarts"]} if results.get("restarts") else {}),
         **({"continued_from": _twin(spec, "last").key} if "started_from" in results else {}),
     }
@@ -376,7 +377,7 @@ def write_reports(out: Path, records: List[dict]) -> None:
     dataset = records[0]["dataset"]
     methods = list(dict.fromkeys(r["method"] for r in records))
     ratios = sorted({r["ratio"] for r in records})
-    selections = [s for s in ("last", "val", "oracle") if any(r["selection"] == s for r in records)]
+    selections = [s for s in SELECTIONS if any(r["selection"] == s for r in records)]
     label_users = {r["method"] for r in records if r["uses_bias_labels"]}
     table = summarize_records(records)
     rows = []
@@ -398,7 +399,9 @@ def write_reports(out: Path, records: List[dict]) -> None:
     md = [
         f"# {dataset}: unbiased test accuracy (%), mean ± std over seeds",
         "",
-        "Selection protocols: `last` = last epoch (label-free); `val` = held-out training split (label-free); "
+        "Selection protocols: `proxy` = best mean accuracy over (class, bias-proxy prediction) groups on a "
+        "held-out training split (label-free, the default); `last` = last epoch (label-free); "
+        "`val` = plain accuracy on a held-out training split (label-free); "
         "`oracle` = best test-split metric using bias labels (the official code's protocol, which the paper's "
         "numbers used). The paper column is Table 1 of the paper.",
         "",
@@ -419,6 +422,7 @@ def write_reports(out: Path, records: List[dict]) -> None:
                 cells.append(cell + ("" if ref is None else f" [{ref[0]:.2f}]"))
             md.append(f"| {method}{' (bias labels)' if method in label_users else ''} | " + " | ".join(cells) + " |")
         md.append("")
+    md += estimate_report(records)
     warned = [r for r in records if r.get("warnings")]
     if warned:  # label-free checks a method made of its own run (e.g. DeNetDM's stage-1 split)
         md += ["## Runs with warnings", "", *(f"- `{r['key']}`: {w}" for r in warned for w in r["warnings"]), ""]
@@ -431,6 +435,41 @@ def write_reports(out: Path, records: List[dict]) -> None:
     plot(out / "accuracy_vs_ratio.png", table, methods, ratios, selections, paper.get(dataset, {}))
 
 
+def estimate_error(record: dict, metric: str) -> Optional[float]:
+    """Label-free estimate minus the true test value of `metric` (None without both)."""
+    est, true = (record.get("estimate") or {}).get(metric), record["test"].get(metric)
+    if est is None or true is None or math.isnan(est) or math.isnan(true):
+        return None
+    return est - true
+
+
+def estimate_report(records: List[dict]) -> List[str]:
+    """Each run's label-free estimate beside the true test value, and the error distribution."""
+    rows = [r for r in records if r.get("estimate")]
+    if not rows:
+        return []
+    md = ["## Label-free estimates against the truth (test split: class labels, groups from the bias proxy, "
+          "no bias labels)", "",
+          "| run | proxy | est. unbiased | test unbiased | error | est. conflicting | test conflicting | error |",
+          "|---|---|---|---|---|---|---|---|"]
+
+    def cell(value):
+        return "–" if value is None or math.isnan(value) else f"{value:.2f}"
+
+    for r in rows:
+        est, test = r["estimate"], r["test"]
+        md.append(f"| `{r['key']}` | {est['proxy']} | {cell(est.get('unbiased'))} | {cell(test.get('unbiased'))} | "
+                  f"{cell(estimate_error(r, 'unbiased'))} | {cell(est.get('conflicting'))} | "
+                  f"{cell(test.get('conflicting'))} | {cell(estimate_error(r, 'conflicting'))} |")
+    for metric in ("unbiased", "conflicting"):
+        errors = [e for e in (estimate_error(r, metric) for r in rows) if e is not None]
+        if errors:
+            md.append(f"\nError of the {metric} estimate over {len(errors)} runs: mean {statistics.fmean(errors):+.2f}, "
+                      f"mean absolute {statistics.fmean(abs(e) for e in errors):.2f}, range {min(errors):+.2f} to "
+                      f"{max(errors):+.2f}; within 3 points: {sum(abs(e) <= 3 for e in errors)}/{len(errors)}.")
+    return md + [""]
+
+
 def plot(path: Path, table, methods, ratios, selections, paper) -> None:
     import matplotlib
 
@@ -438,14 +477,14 @@ def plot(path: Path, table, methods, ratios, selections, paper) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"last": "-", "val": "-.", "oracle": "--"}
+    styles = {"proxy": "-", "last": (0, (1, 1)), "val": "-.", "oracle": "--"}
     for i, method in enumerate(methods):
         colour = f"C{i}"
         for s in selections:
             xs = [r * 100 for r in ratios if table.get((method, r), {}).get(s)]
             ys = [statistics.fmean(table[(method, r)][s]) for r in ratios if table.get((method, r), {}).get(s)]
             if xs:
-                ax.plot(xs, ys, styles[s], color=colour, marker="o", label=f"{method} ({s})")
+                ax.plot(xs, ys, linestyle=styles[s], color=colour, marker="o", label=f"{method} ({s})")
         ref = [(float(k) * 100, v[0]) for k, v in sorted(paper.get(method, {}).items(), key=lambda kv: float(kv[0]))]
         if ref:
             ax.plot(*zip(*ref), ":", color=colour, marker="x", alpha=0.6, label=f"{method} (paper)")

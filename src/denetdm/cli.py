@@ -16,7 +16,7 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="raw data root (default: $DENETDM_DATA or ~/.cache/denetdm/data)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--selection", help="last | val | oracle (oracle reads test bias labels)")
+    parser.add_argument("--selection", help="proxy (default, label-free) | last | val | oracle (oracle reads test bias labels)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.ratio=0.05")
 
 
@@ -32,7 +32,7 @@ def _load(args):
 
 
 def cmd_train(args) -> int:
-    from .training import TRAIN_FIT_TITLE, default_run_dir, format_table, train
+    from .training import TRAIN_FIT_TITLE, default_run_dir, format_estimate, format_table, train
 
     cfg = _load(args)
     out = Path(args.out) if args.out else default_run_dir(args.preset)
@@ -40,6 +40,9 @@ def cmd_train(args) -> int:
     print(format_table(results["test"], cfg.selection))
     fit = {name: m for phase in results["train_fit"].values() for name, m in phase.items()}
     print(format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE))
+    estimate = results.get("estimate")
+    if estimate:
+        print(format_estimate(estimate))
     print(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")
     return 0
 
@@ -151,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="denetdm,erm")
     p.add_argument("--ratios", default="0.005,0.01,0.02,0.05")
     p.add_argument("--seeds", help="comma list (default 0,1,2; an ablation's own default)")
-    p.add_argument("--selections", default="last,oracle")
+    p.add_argument("--selections", default="proxy,last,oracle")
     p.add_argument("--ablation", choices=["table5", "table9"], help="the paper's depth ablations instead of a method grid")
     p.add_argument("--dataset", default="colored_mnist", help="presets are <method>_<dataset> (DeNetDM: <dataset>)")
     p.add_argument("--workers", type=int, default=1, help="runs at once; CPU threads are split between them")

@@ -17,7 +17,8 @@ import yaml
 from .errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "presets"
-SELECTIONS = ("last", "val", "oracle")
+SELECTIONS = ("proxy", "last", "val", "oracle")
+PROXY_METRICS = ("pseudo_unbiased", "pseudo_worst", "pseudo_conflicting")
 
 
 @dataclass
@@ -53,7 +54,7 @@ class DataConfig:
     ratio: float = 0.01  # bias-conflicting fraction of the training set
     severity: int = 4  # colour-noise severity 1..5 (sigma 0.05 .. 0.002)
     seed: int = 0  # seed of the generator's colour jitter
-    val_fraction: float = 0.1  # held out from train, only when selection is `val`
+    val_fraction: float = 0.1  # held out from train, only when selection is `proxy` or `val`
     download: bool = True
     path: Optional[str] = None  # dataset folder or file (CSV, image folder, .npz); default under root
     target_attr: str = "Blond_Hair"  # CelebA target attribute
@@ -71,7 +72,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    selection: str = "last"  # last | val | oracle (uses test bias labels; printed as oracle)
+    # proxy (label-free, the default) | last | val | oracle (uses test bias labels; printed as oracle)
+    selection: str = "proxy"
+    proxy_metric: str = "pseudo_unbiased"  # what `proxy` maximises: pseudo_unbiased | pseudo_worst | pseudo_conflicting
     eval_every: int = 1  # epochs between evaluations that are logged
     flush_denormal: bool = True  # CPU speed: subnormal weights from L2 decay are flushed to zero
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
@@ -205,6 +208,8 @@ def validate(cfg: Config) -> None:
         )
     if cfg.selection not in SELECTIONS:
         raise ConfigError(f"selection {cfg.selection!r} is unknown; choose one of: {', '.join(SELECTIONS)}")
+    if cfg.proxy_metric not in PROXY_METRICS:
+        raise ConfigError(f"proxy_metric {cfg.proxy_metric!r} is unknown; choose one of: {', '.join(PROXY_METRICS)}")
     if not 0.0 < cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} is outside (0, 1)")
     if cfg.eval_every < 1:

@@ -60,3 +60,28 @@ def summarize(
     if groups:
         out["groups"] = [[100.0 * a if p else None for a, p in zip(ra.tolist(), rp.tolist())] for ra, rp in zip(acc, present)]
     return out
+
+
+
+def pseudo_group_summary(pred: torch.Tensor, y: torch.Tensor, num_classes: int,
+                         proxy: Optional[torch.Tensor] = None) -> Dict[str, float]:
+    """Label-free group accuracies in percent: groups are (class, proxy prediction) cells, the
+    "bias-unsupervised validation" of uLA (NeurIPS 2023), with a bias proxy's prediction standing in
+    for the unknown bias label; without a proxy, a class is a group. The keys mirror `summarize`:
+    `pseudo_unbiased` (mean over the non-empty groups: the selection score), `pseudo_worst`, and
+    `pseudo_aligned` / `pseudo_conflicting` (the groups where the proxy agrees / disagrees with the
+    label), so on a split with bias labels each can be set against its true value."""
+    pred, y = pred.cpu(), y.cpu()
+    width = 1 if proxy is None else num_classes
+    cell = y * width + (0 if proxy is None else proxy.cpu())
+    total = torch.bincount(cell, minlength=num_classes * width).double()
+    hits = torch.bincount(cell, weights=(pred == y).double(), minlength=num_classes * width)
+    acc, present = (hits / total.clamp(min=1)).view(num_classes, width), (total > 0).view(num_classes, width)
+    out = {"pseudo_unbiased": 100.0 * acc[present].mean().item(), "pseudo_worst": 100.0 * acc[present].min().item()}
+    if proxy is None:
+        return out
+    diag = torch.eye(num_classes, dtype=torch.bool)
+    for key, mask in (("pseudo_aligned", present & diag), ("pseudo_conflicting", present & ~diag)):
+        out[key] = 100.0 * acc[mask].mean().item() if mask.any() else float("nan")
+    out["pseudo_conflicting_share"] = 100.0 * (proxy.cpu() != y).double().mean().item()
+    return out

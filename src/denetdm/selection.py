@@ -1,6 +1,11 @@
 """Model-selection protocols, named and recorded next to every number.
 
-- `last`: the final epoch of each phase. Label-free; the default.
+- `proxy`: the epoch with the best mean accuracy over (class, bias-proxy prediction) groups on a
+  split held out from the training set: the "bias-unsupervised validation" of uLA (NeurIPS 2023).
+  The bias proxy is the method's own biased model (DeNetDM's deep branch, LfF's and DFA's biased
+  model, JTT's ERM model); without one, a class is a group. A phase that trains the proxy itself
+  keeps its last epoch. Label-free; the default.
+- `last`: the final epoch of each phase. Label-free.
 - `val`: the epoch with the best plain accuracy of the phase's monitored predictor on a
   validation split held out from the training set (same bias ratio). Label-free; the
   held-out images are not trained on.
@@ -15,7 +20,10 @@ from typing import Dict, Optional
 
 from .methods.base import Phase
 
+HELD_OUT = ("proxy", "val")  # the protocols that hold out a split of the training set
+
 DESCRIPTIONS = {
+    "proxy": "best mean accuracy over (class, bias-proxy prediction) groups on a held-out split of train (label-free)",
     "last": "last epoch (label-free)",
     "val": "best accuracy on a held-out split of the training distribution (label-free)",
     "oracle": "ORACLE: best test-split metric using bias labels (the official code's protocol)",
@@ -25,14 +33,19 @@ DESCRIPTIONS = {
 class Selector:
     """Tracks the best epoch of one phase and keeps a copy of its weights."""
 
-    def __init__(self, protocol: str, phase: Phase, keep_weights: bool = True):
-        self.protocol, self.phase, self.keep_weights = protocol, phase, keep_weights
+    def __init__(self, protocol: str, phase: Phase, keep_weights: bool = True, proxy_metric: str = "pseudo_unbiased"):
+        if protocol == "proxy" and phase.proxy == phase.monitor:
+            protocol = "last"  # the phase trains the bias proxy: nothing to debias yet
+        self.protocol, self.phase, self.keep_weights, self.proxy_metric = protocol, phase, keep_weights, proxy_metric
         self.best_score: Optional[float] = None
         self.best_epoch: Optional[int] = None
         self.best_state: Optional[dict] = None
         self.best_metrics: Optional[dict] = None
 
     def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
+        if self.protocol == "proxy":
+            value = metrics["val"][self.phase.monitor].get(self.proxy_metric)
+            return float("-inf") if value is None or value != value else value
         if self.protocol == "val":
             return metrics["val"][self.phase.monitor]["accuracy"]
         if self.protocol == "oracle":

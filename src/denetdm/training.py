@@ -28,8 +28,8 @@ from .data.base import BiasDataset, Splits
 from .errors import ConfigError, RunFolderError
 from .fileio import save_atomic, write_text_atomic
 from .methods import create_method
-from .metrics import SUMMARY_KEYS, summarize
-from .selection import DESCRIPTIONS, Selector
+from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
+from .selection import DESCRIPTIONS, HELD_OUT, Selector
 
 CHECKPOINT_FORMAT = 1
 
@@ -65,19 +65,28 @@ def machine_info(device: torch.device) -> Dict[str, object]:
 
 @torch.no_grad()
 def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 2048, groups: bool = False,
-             use_bias: bool = True) -> Dict[str, Dict[str, float]]:
-    """Summaries per predictor on one split; bias-label metrics only where labels exist and `use_bias`."""
+             use_bias: bool = True, pseudo: bool = False, proxy: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    """Summaries per predictor on one split; bias-label metrics only where labels exist and `use_bias`.
+    `pseudo` adds the label-free (class, `proxy` prediction) group accuracies of `pseudo_group_summary`."""
     was_training = model.training
     model.eval()
     predictors = model.predictors()
     names = list(names)
     preds = {name: [] for name in names}
+    proxy_pred = []
     for _, x, _, _ in split.batches(torch.arange(len(split)), batch_size):
         for name in names:
             preds[name].append(predictors[name](x).argmax(dim=1))
+        if pseudo and proxy is not None:
+            proxy_pred.append(predictors[proxy](x).argmax(dim=1))
     model.train(was_training)
     bias = split.bias if split.has_bias and use_bias else None
-    return {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
+    out = {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
+    if pseudo:
+        proxy_pred = torch.cat(proxy_pred) if proxy is not None else None
+        for name, p in preds.items():
+            out[name].update(pseudo_group_summary(torch.cat(p), split.y, split.num_classes, proxy_pred))
+    return out
 
 
 TRAIN_FIT_TITLE = "fit of the training labels (label-free; the selected epoch of each phase)"
@@ -91,6 +100,15 @@ def format_table(results: Dict[str, Dict[str, float]], selection: str, title: st
     for name, metrics in results.items():
         lines.append(name.ljust(width) + "".join(f"{metrics.get(k, float('nan')):13.2f}" for k in keys))
     return "\n".join(lines)
+
+
+def format_estimate(estimate: dict) -> str:
+    """One line a user without bias labels can read: how well the deployed model debiased, estimated."""
+    values = [f"{k} ~ {estimate[k]:.2f}" for k in ("unbiased", "conflicting") if k in estimate]
+    if not values:
+        values = [f"class-balanced ~ {estimate['class_balanced']:.2f}"]
+    return (f"label-free ESTIMATE for {estimate['predictor']} on the test split (no bias labels; groups from the "
+            f"bias proxy {estimate['proxy']}): " + ", ".join(values))
 
 
 def default_run_dir(preset: str) -> Path:
@@ -156,7 +174,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     device = setup_runtime(cfg)
     write_text_atomic(out / "config.yaml", to_yaml(cfg))
     seed_everything(cfg.seed)
-    splits: Splits = create_dataset(cfg.data, with_val=cfg.selection == "val", progress=not quiet).to(device)
+    splits: Splits = create_dataset(cfg.data, with_val=cfg.selection in HELD_OUT, progress=not quiet).to(device)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train)).to(device)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
@@ -185,7 +203,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         attempt = len(restarts.get(phase.name, []))
         pool = model.start_phase(phase, splits.train)
         pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
-        selector = Selector(cfg.selection, phase)
+        selector = Selector(cfg.selection, phase, proxy_metric=cfg.proxy_metric)
         shadow = Selector("oracle", phase, keep_weights=not final_phase) if shadowing else None
         steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
         bar = tqdm(total=steps * phase.optim.epochs, desc=phase.name, unit="step", disable=quiet, dynamic_ncols=True)
@@ -202,7 +220,8 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
             record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
             last = epoch == phase.optim.epochs - 1
             if (epoch + 1) % cfg.eval_every == 0 or last:
-                metrics = {name: evaluate(model, split, phase.predictors) for name, split in eval_splits.items()}
+                metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
+                           for name, split in eval_splits.items()}
                 selector.observe(epoch, metrics, model)
                 if shadow is not None:
                     shadow.observe(epoch, metrics, model)
@@ -261,6 +280,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
                 save_atomic(checkpoint_dict(cfg, model, phase.name, selected[phase.name]),
                             out / "checkpoints" / f"{phase.name}.pt")
     final = evaluate(model, splits.test, model.predictors(), groups=True)
+    estimate = label_free_estimate(model, splits.test, phases[-1])
     results = {
         "selection": cfg.selection,
         "selection_description": DESCRIPTIONS[cfg.selection],
@@ -269,6 +289,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         "uses_bias_labels": getattr(model, "uses_bias_labels", False),
         "test": final,
         "train_fit": train_fit,
+        "estimate": estimate,
         "warnings": run_warnings,
         **({"restarts": restarts} if restarts else {}),
         "method": cfg.method.NAME,
@@ -285,6 +306,20 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
     write_text_atomic(out / "results.json", json.dumps(results, indent=2))
     return results
+
+
+def label_free_estimate(model, test: BiasDataset, phase) -> dict:
+    """The deployed model's unbiased and conflicting accuracy on the test split as estimated without
+    bias labels: its class labels, with the final phase's bias proxy's predictions as the groups
+    (`pseudo_group_summary`). Reported, never selected on."""
+    deployed = phase.monitor
+    summary = evaluate(model, test, [deployed], use_bias=False, pseudo=True, proxy=phase.proxy)[deployed]
+    estimate = {"split": "test", "predictor": deployed, "proxy": phase.proxy or "none (classes are the groups)"}
+    if not phase.proxy:  # no groups to estimate with: what a class-balanced view says
+        return {**estimate, "class_balanced": summary["pseudo_unbiased"]}
+    names = {"pseudo_unbiased": "unbiased", "pseudo_conflicting": "conflicting", "pseudo_aligned": "aligned",
+             "pseudo_worst": "worst_group", "pseudo_conflicting_share": "proxy_disagrees_pct"}
+    return {**estimate, **{name: summary[key] for key, name in names.items()}}
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -314,7 +349,7 @@ def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str
         cfg.data.root = data_root
     cfg.device = device
     dev = setup_runtime(cfg)
-    splits = create_dataset(cfg.data, with_val=cfg.selection == "val", progress=not quiet).to(dev)
+    splits = create_dataset(cfg.data, with_val=cfg.selection in HELD_OUT, progress=not quiet).to(dev)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
     model.load_state_dict(ckpt["state_dict"])
     model.to(dev)

@@ -27,6 +27,9 @@ class Phase:
     oracle_metric: str  # what `oracle` selection maximises on the test split
     predictors: Tuple[str, ...]  # the predictors worth logging during this phase
     drop_last: bool = False
+    # The predictor whose predictions stand in for bias labels in `proxy` selection (the method's
+    # biased model); None: classes are the groups. The monitor itself: the phase keeps its last epoch.
+    proxy: Optional[str] = None
 
 
 class MethodConfig:

@@ -107,8 +107,10 @@ class DeNetDM(Algorithm):
         return [
             # The official code keeps the stage-1 checkpoint whose shallow branch has the best
             # conflicting accuracy, and the stage-2 one with the best unbiased accuracy.
-            Phase("stage1", self.cfg.stage1, "stage1_shallow", "conflicting", stage1, drop_last=True),
-            Phase("stage2", self.cfg.stage2, "stage2_target", self.cfg.stage2_oracle_metric, ("stage2_target",)),
+            Phase("stage1", self.cfg.stage1, "stage1_shallow", "conflicting", stage1, drop_last=True,
+                  proxy="stage1_deep"),
+            Phase("stage2", self.cfg.stage2, "stage2_target", self.cfg.stage2_oracle_metric, ("stage2_target",),
+                  proxy="stage1_deep"),
         ]
 
     def start_phase(self, phase, train):

@@ -96,7 +96,7 @@ class DFA(Algorithm):
         self.iteration = 0  # the official loop's `step`, counted from 0
 
     def phases(self):
-        return [Phase("dfa", self.cfg.optim, "dfa", "unbiased", ("dfa", "dfa_bias"), drop_last=True)]
+        return [Phase("dfa", self.cfg.optim, "dfa", "unbiased", ("dfa", "dfa_bias"), drop_last=True, proxy="dfa_bias")]
 
     def start_phase(self, phase, train):
         self.ema_b.set_labels(train.y)

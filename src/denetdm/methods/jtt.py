@@ -77,8 +77,9 @@ class JTT(Algorithm):
         return [
             # The official method takes the identification model at epoch T; with T = 1
             # there is nothing to select. `accuracy` is what `oracle` would maximise.
-            Phase("identification", self.cfg.identification, "jtt_identification", "accuracy", ("jtt_identification",)),
-            Phase("upweighted", self.cfg.upweighted, "jtt", "unbiased", ("jtt",)),
+            Phase("identification", self.cfg.identification, "jtt_identification", "accuracy", ("jtt_identification",),
+                  proxy="jtt_identification"),
+            Phase("upweighted", self.cfg.upweighted, "jtt", "unbiased", ("jtt",), proxy="jtt_identification"),
         ]
 
     def start_phase(self, phase, train):

@@ -173,7 +173,7 @@ class LC(Algorithm):
         self.iteration = 0  # the official loop's `step`, counted from 0
 
     def phases(self):
-        return [Phase("lc", self.cfg.optim, "lc", "unbiased", ("lc", "lc_biased"), drop_last=True)]
+        return [Phase("lc", self.cfg.optim, "lc", "unbiased", ("lc", "lc_biased"), drop_last=True, proxy="lc_biased")]
 
     def start_phase(self, phase, train):
         self.prior.reset()

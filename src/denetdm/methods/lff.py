@@ -127,7 +127,8 @@ class LfF(Algorithm):
         self.optimizer_b = self.optimizer_d = None
 
     def phases(self):
-        return [Phase("lff", self.cfg.optim, "lff_debiased", "unbiased", ("lff_debiased", "lff_biased"))]
+        return [Phase("lff", self.cfg.optim, "lff_debiased", "unbiased", ("lff_debiased", "lff_biased"),
+                      proxy="lff_biased")]
 
     def start_phase(self, phase, train):
         self.ema_b.set_labels(train.y)

@@ -1,0 +1,125 @@
+"""Label-free `proxy` selection and its estimate: pseudo groups from a bias proxy, no bias labels."""
+import math
+
+import pytest
+import torch
+
+import denetdm.training as training
+from denetdm.config import load_config
+from denetdm.methods.base import Phase
+from denetdm.metrics import pseudo_group_summary, summarize
+from denetdm.selection import Selector
+from denetdm.training import train
+
+TINY = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=3", "method.stage2.epochs=2"]
+
+
+def test_pseudo_groups_on_a_hand_computed_example():
+    # Two classes; the proxy agrees with the label on samples 0-5 and disagrees on 6-9.
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 0, 0, 1, 1])
+    proxy = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 0, 0])
+    pred = torch.tensor([0, 0, 1, 1, 1, 1, 0, 1, 1, 0])  # right on 0, 1, 3, 4, 5, 6, 8
+    out = pseudo_group_summary(pred, y, 2, proxy)
+    # groups (y, proxy): (0,0) 2/3, (1,1) 3/3, (0,1) 1/2, (1,0) 1/2
+    assert out["pseudo_unbiased"] == pytest.approx(100 * (2 / 3 + 1 + 0.5 + 0.5) / 4)
+    assert out["pseudo_worst"] == pytest.approx(50.0)
+    assert out["pseudo_aligned"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+    assert out["pseudo_conflicting"] == pytest.approx(50.0)
+    assert out["pseudo_conflicting_share"] == pytest.approx(40.0)
+    # With the true bias as the proxy, the pseudo groups are the true groups: `summarize`'s numbers.
+    true = summarize(pred, y, proxy, 2, 2)
+    for key in ("unbiased", "aligned", "conflicting"):
+        assert out[f"pseudo_{key}"] == pytest.approx(true[key])
+    assert out["pseudo_worst"] == pytest.approx(true["worst_group"])
+    # Without a proxy a class is a group: the class-balanced accuracy.
+    plain = pseudo_group_summary(pred, y, 2)
+    assert plain == {"pseudo_unbiased": pytest.approx(100 * (3 / 5 + 4 / 5) / 2), "pseudo_worst": pytest.approx(60.0)}
+
+
+def _held_out_case(seed: int, n: int = 4000, conflicting: float = 0.02):
+    """Bias-aligned data with a perfect bias proxy, and the predictions of three 'epochs'."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    bias = torch.where(torch.rand(n, generator=g) < conflicting, (y + torch.randint(1, 4, (n,), generator=g)) % 4, y)
+
+    def noisy(target, p):  # `target` with a fraction p of random mistakes
+        flip = torch.rand(n, generator=g) < p
+        return torch.where(flip, (target + 1) % 4, target)
+
+    epochs = [noisy(bias, 0.02), noisy(y, 0.10), torch.where(bias == y, y, noisy(bias, 0.5))]
+    return y, bias, epochs
+
+
+def test_proxy_selection_picks_the_epoch_an_oracle_would():
+    """Epoch 0 predicts the bias, epoch 1 the class (debiased), epoch 2 half-way: on a held-out split
+    the pseudo-group score, and on an independent test split the oracle, both keep epoch 1."""
+    phase = Phase("p", None, "model", "unbiased", ("model",), proxy="biased")
+    proxy_sel, oracle_sel = Selector("proxy", phase, keep_weights=False), Selector("oracle", phase, keep_weights=False)
+    (yv, bv, val_epochs), (yt, bt, test_epochs) = _held_out_case(0), _held_out_case(1, conflicting=0.9)
+    for epoch, (pv, pt) in enumerate(zip(val_epochs, test_epochs)):
+        metrics = {"val": {"model": pseudo_group_summary(pv, yv, 4, proxy=bv)},
+                   "test": {"model": summarize(pt, yt, bt, 4, 4)}}
+        proxy_sel.observe(epoch, metrics, None)
+        oracle_sel.observe(epoch, metrics, None)
+    assert proxy_sel.best_epoch == oracle_sel.best_epoch == 1
+
+
+def test_a_phase_that_trains_the_proxy_keeps_its_last_epoch():
+    phase = Phase("identification", None, "erm", "accuracy", ("erm",), proxy="erm")
+    selector = Selector("proxy", phase, keep_weights=False)
+    for epoch in range(3):
+        selector.observe(epoch, {"val": {"erm": {"pseudo_unbiased": 90.0 - epoch}}}, None)
+    assert selector.best_epoch == 2
+
+
+def _without_bias_labels(create):
+    def wrapped(*args, **kwargs):
+        splits = create(*args, **kwargs)
+        for split in (splits.train, splits.val, splits.test):
+            split.bias = torch.full_like(split.bias, -1)
+        return splits
+    return wrapped
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("colored_mnist", TINY),
+    ("lff_colored_mnist", ["data.name=synthetic", "device=cpu", "method.optim.epochs=3"]),
+], ids=["denetdm", "lff"])
+def test_selection_never_reads_bias_labels(tmp_path, monkeypatch, preset, overrides):
+    """Every bias label set to -1 (train, held-out and test): the same epochs, weights and estimate."""
+    with_labels = train(load_config(preset, overrides), tmp_path / "a", quiet=True)
+    monkeypatch.setattr(training, "create_dataset", _without_bias_labels(training.create_dataset))
+    without = train(load_config(preset, overrides), tmp_path / "b", quiet=True)
+    assert with_labels["selection"] == without["selection"] == "proxy"
+    assert with_labels["selected_epochs"] == without["selected_epochs"]
+    assert with_labels["estimate"] == without["estimate"]
+    for name, metrics in without["test"].items():
+        assert metrics["accuracy"] == with_labels["test"][name]["accuracy"] and "unbiased" not in metrics
+    a = torch.load(tmp_path / "a" / "checkpoints" / "final.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "checkpoints" / "final.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_estimate_is_recorded_and_matches_its_hand_computed_value(tmp_path):
+    """The estimate is the pseudo-group summary of the deployed model on the test split, with the
+    deep branch's predictions as groups: recomputed here by hand from the final checkpoint."""
+    cfg = load_config("colored_mnist", TINY)
+    results = train(cfg, tmp_path / "run", quiet=True)
+    est = results["estimate"]
+    assert est["split"] == "test" and est["proxy"] == "stage1_deep" and est["predictor"] == "stage2_target"
+    splits = training.create_dataset(cfg.data, with_val=True, progress=False)
+    model = training.create_method(cfg, splits.train.input_shape, 10, len(splits.train))
+    model.load_state_dict(torch.load(tmp_path / "run" / "checkpoints" / "final.pt", weights_only=True)["state_dict"])
+    model.eval()
+    x = torch.cat([b[1] for b in splits.test.batches(torch.arange(len(splits.test)), 500)])
+    with torch.no_grad():
+        pred, proxy = model.predict(x).argmax(1), model.head(model.deep(x)).argmax(1)
+    y = splits.test.y
+    cells = {}
+    for yi, bi, ok in zip(y.tolist(), proxy.tolist(), (pred == y).tolist()):
+        cells.setdefault((yi, bi), []).append(ok)
+    means = {c: 100 * sum(v) / len(v) for c, v in cells.items()}
+    assert est["unbiased"] == pytest.approx(sum(means.values()) / len(means))
+    off = [m for (yi, bi), m in means.items() if yi != bi]
+    assert est["conflicting"] == pytest.approx(sum(off) / len(off))
+    assert not math.isnan(results["test"]["stage2_target"]["unbiased"])  # the truth it is judged against
