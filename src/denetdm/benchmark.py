@@ -39,8 +39,13 @@ def paper_reference() -> dict:
     return json.loads(resources.files("denetdm").joinpath("reference/paper.json").read_text())
 
 
+# Datasets in the Colored MNIST format (3 x 28 x 28, ten classes and bias values) that run on its presets.
+ON_COLORED_MNIST_PRESETS = ("mnist_background", "mnist_patch", "mnist_stripes", "mnist_corruption")
+
+
 def preset_for(method: str, dataset: str) -> str:
     """DeNetDM's preset carries the dataset's name; every other method prefixes its own."""
+    dataset = "colored_mnist" if dataset in ON_COLORED_MNIST_PRESETS else dataset
     return dataset if method == "denetdm" else f"{method}_{dataset}"
 
 
@@ -60,7 +65,8 @@ class RunSpec:
         return f"{name}_r{self.ratio:g}_s{self.seed}_{self.selection}"
 
     def overrides(self, extra: Sequence[str]) -> List[str]:
-        return [f"data.ratio={self.ratio}", f"seed={self.seed}", f"selection={self.selection}", *extra,
+        data = [f"data.name={self.dataset}"] if self.dataset in ON_COLORED_MNIST_PRESETS else []
+        return [*data, f"data.ratio={self.ratio}", f"seed={self.seed}", f"selection={self.selection}", *extra,
                 *self.variant_overrides]
 
 

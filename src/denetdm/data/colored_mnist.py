@@ -122,27 +122,42 @@ def generate(cfg: DataConfig, progress: bool = True) -> dict:
     return tensors
 
 
-@DATASETS.register("colored_mnist")
-def colored_mnist(cfg: DataConfig, progress: bool = True) -> Splits:
-    path = cache_path(cfg)
-    tensors = None
+def tensor_digest(tensors: dict) -> str:
+    """SHA-256 over the generated arrays, in key order: the checksum a cache file is verified by."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in tensors if k not in ("params", "sha256")):
+        h.update(key.encode())
+        h.update(tensors[key].contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached(path: Path, params: dict, build, what: str) -> dict:
+    """The tensors `build()` makes for `params`, from the cache file at `path` when its params match and
+    its content still has the checksum it was saved with; otherwise built again and saved."""
     if path.is_file():
         try:
             stored = torch.load(path, weights_only=True)
-            if stored.get("params") == json.loads(json.dumps(cache_params(cfg))):
-                tensors = stored
+            if stored.get("params") == json.loads(json.dumps(params)) and stored.get("sha256") == tensor_digest(stored):
+                return stored
         except Exception:  # a truncated or foreign cache file is simply rebuilt
-            tensors = None
-    if tensors is None:
-        tensors = generate(cfg, progress=progress)
-        try:
-            save_atomic({**tensors, "params": cache_params(cfg)}, path)
-        except OSError as exc:
-            raise DataError(
-                f"cannot write the Colored MNIST cache {path} ({exc.strerror}); set DENETDM_CACHE to a writable folder"
-            ) from None
+            pass
+    tensors = build()
+    tensors["sha256"] = tensor_digest(tensors)
+    try:
+        save_atomic({**tensors, "params": params}, path)
+    except OSError as exc:
+        raise DataError(f"cannot write the {what} cache {path} ({exc.strerror}); set DENETDM_CACHE to a writable folder") from None
+    return tensors
 
-    def split(name: str) -> TensorBiasDataset:
-        return TensorBiasDataset(tensors[f"{name}_x"], tensors[f"{name}_y"], tensors[f"{name}_bias"], NUM_CLASSES, NUM_CLASSES)
 
-    return Splits(train=split("train"), test=split("test"), name="colored_mnist")
+def tensor_splits(tensors: dict, name: str) -> Splits:
+    def split(part: str) -> TensorBiasDataset:
+        return TensorBiasDataset(tensors[f"{part}_x"], tensors[f"{part}_y"], tensors[f"{part}_bias"], NUM_CLASSES, NUM_CLASSES)
+
+    return Splits(train=split("train"), test=split("test"), name=name)
+
+
+@DATASETS.register("colored_mnist")
+def colored_mnist(cfg: DataConfig, progress: bool = True) -> Splits:
+    tensors = cached(cache_path(cfg), cache_params(cfg), lambda: generate(cfg, progress=progress), "Colored MNIST")
+    return tensor_splits(tensors, "colored_mnist")
