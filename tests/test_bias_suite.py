@@ -83,3 +83,22 @@ def test_the_benchmark_runs_suite_datasets_on_the_colored_mnist_presets():
     for spec in bench.plan(["denetdm", "lff", "erm"], [0.01], [0], ["proxy"], dataset="mnist_stripes"):
         cfg = load_config(bench.preset_for(spec.method, spec.dataset), spec.overrides([]))
         assert cfg.data.name == "mnist_stripes" and cfg.method.NAME == spec.method and cfg.selection == "proxy"
+
+
+def test_a_suite_dataset_without_bias_labels_trains_label_free_through_the_npz_preset(mnist_root, tmp_path, capsys):
+    """As a user would: the arrays in an .npz, no bias key, the `custom_arrays` preset's defaults."""
+    import numpy as np
+
+    from denetdm.cli import main
+
+    splits = create_dataset(DataConfig(name="mnist_background", root=mnist_root, ratio=0.05, download=False), progress=False)
+    train_idx, test_idx = torch.arange(0, 60000, 30), torch.arange(0, 10000, 20)  # 2000 + 500 images
+    np.savez(tmp_path / "mine.npz", x=torch.cat([splits.train.x[train_idx], splits.test.x[test_idx]]).numpy(),
+             y=torch.cat([splits.train.y[train_idx], splits.test.y[test_idx]]).numpy(),
+             split=np.array([0] * len(train_idx) + [2] * len(test_idx)))
+    args = ["train", "--preset", "custom_arrays", f"data.path={tmp_path / 'mine.npz'}", "--out", str(tmp_path / "run"),
+            "-q", "device=cpu", "method.stage1.epochs=2", "method.stage2.epochs=1"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "selection: proxy" in printed and "label-free ESTIMATE for stage2_target" in printed
+    assert "unbiased ~" in printed and "conflicting ~" in printed
