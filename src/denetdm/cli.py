@@ -20,15 +20,20 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.ratio=0.05")
 
 
-def _load(args):
-    from .config import load_config
-
+def _overrides(args) -> List[str]:
+    """The KEY=VALUE overrides, with the shortcut options appended as overrides of their own."""
     overrides = list(args.overrides)
     for flag, key in (("data_dir", "data.root"), ("device", "device"), ("seed", "seed"), ("selection", "selection")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
-    return load_config(args.preset, overrides)
+    return overrides
+
+
+def _load(args):
+    from .config import load_config
+
+    return load_config(args.preset, _overrides(args))
 
 
 def cmd_train(args) -> int:
@@ -77,6 +82,15 @@ def cmd_benchmark(args) -> int:
         return 0
     print((Path(args.out) / "table.md").read_text())
     print(f"{len(records)} runs in {Path(args.out) / 'results.jsonl'}; plot: {Path(args.out) / 'accuracy_vs_ratio.png'}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from .tuning import format_ranking, parse_grid, tune
+
+    summary = tune(args.preset, parse_grid(args.grid), _overrides(args), Path(args.out), quiet=args.quiet)
+    print(format_ranking(summary))
+    print(f"ranking and runs: {Path(args.out) / 'tune.json'}")
     return 0
 
 
@@ -162,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. device=cpu")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("tune", help="rank a small hyperparameter grid by the label-free proxy score")
+    _config_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a hyperparameter and its values; repeat for a grid (e.g. --grid method.shallow.depth=2,3)")
+    p.add_argument("--out", default="runs/tune", help="results folder; rerunning the same grid continues")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("analyze", help="the paper's analyses: linear decodability and effective rank")
     analyses = p.add_subparsers(dest="analysis", required=True)

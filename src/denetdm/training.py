@@ -178,7 +178,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train)).to(device)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
-    selected = {}
+    selected, scores = {}, {}  # per phase: the kept epoch, and its selection score where the protocol has one
     phases = model.phases()
     # Selection never changes how a phase trains, only where the next phase starts. So a run that does
     # not select by oracle shadows that protocol: while every earlier phase would have kept the same
@@ -242,6 +242,8 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
                 shadowing = shadow.best_epoch == selector.best_epoch
         selector.restore(model)
         selected[phase.name] = selector.best_epoch
+        if selector.best_score is not None:
+            scores[phase.name] = selector.best_score
         return shadow
 
     start = load_oracle_start(start_from, cfg) if start_from is not None else None
@@ -285,6 +287,7 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
         "selection": cfg.selection,
         "selection_description": DESCRIPTIONS[cfg.selection],
         "selected_epochs": selected,
+        **({"selection_scores": scores} if scores else {}),
         "deployed": model.phases()[-1].monitor,
         "uses_bias_labels": getattr(model, "uses_bias_labels", False),
         "test": final,
