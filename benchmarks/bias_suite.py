@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for every run (e.g. method.shallow_lr_scale=0.1 with --methods denetdm)")
     parser.add_argument("--out", default=str(HERE / "results" / "bias_suite"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -86,10 +88,11 @@ def main() -> None:
     ratios, seeds = [float(r) for r in args.ratios.split(",")], [int(s) for s in args.seeds.split(",")]
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(f"--datasets {args.datasets} --methods {args.methods} --ratios {args.ratios} "
-                                     f"--seeds {args.seeds} --epochs {args.epochs}\n")
+                                     f"--seeds {args.seeds} --epochs {args.epochs}"
+                                     + "".join(f" --set {kv}" for kv in args.set) + "\n")
     for method in methods:
         for dataset in datasets:
-            overrides = ["threads=1", *schedule(method, args.epochs)]
+            overrides = ["threads=1", *schedule(method, args.epochs), *args.set]
             specs = plan([method], ratios, seeds, ["proxy"], dataset, overrides)
             run_benchmark(out / f"{dataset}_{method}", specs, overrides, args.workers, quiet=True)
             report(out, datasets, methods)

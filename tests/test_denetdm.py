@@ -1,6 +1,7 @@
 """DeNetDM's losses and stages on tiny inputs."""
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -121,6 +122,9 @@ def test_stage1_split_warning_only_when_the_deep_branch_leaves_the_training_labe
     (message,) = model.phase_warnings("stage1", fit(20.04, 99.42))
     assert "20.0%" in message and "99.4%" in message and "--seed" in message
     assert model.phase_warnings("stage2", {"stage2_target": {"accuracy": 10.0}}) == []
+    # A deep branch at chance (the MNIST background and stripe biases): the shallow one took the bias too.
+    (message,) = model.phase_warnings("stage1", fit(9.8, 99.2))
+    assert "about chance" in message and "9.8%" in message and "when DeNetDM helps" in message
 
 
 def test_restart_rebuilds_stage1_only_and_only_within_its_budget():
@@ -133,3 +137,24 @@ def test_restart_rebuilds_stage1_only_and_only_within_its_budget():
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"deep", "shallow", "head"}
     assert not tiny().restart_phase("stage1", 0)  # the default is the paper: never
+
+
+def test_shallow_lr_scale_slows_only_the_shallow_branch_in_stage1():
+    import torch
+
+    from denetdm.config import load_config
+    from denetdm.data import create_dataset
+    from denetdm.methods import create_method
+
+    cfg = load_config("colored_mnist", ["data.name=synthetic", "device=cpu", "method.shallow_lr_scale=0.1"])
+    splits = create_dataset(cfg.data, progress=False)
+    model = create_method(cfg, splits.train.input_shape, 10, len(splits.train))
+    model.start_phase(model.phases()[0], splits.train)
+    lrs = {id(p): g["lr"] for g in model.optimizer.param_groups for p in g["params"]}
+    assert all(lrs[id(p)] == pytest.approx(1e-4) for p in model.shallow.parameters())
+    assert all(lrs[id(p)] == pytest.approx(1e-3) for m in (model.deep, model.head) for p in m.parameters())
+    assert len(lrs) == sum(p.numel() > 0 for m in (model.deep, model.shallow, model.head) for p in m.parameters())
+    model.start_phase(model.phases()[1], splits.train)  # stage 2 is untouched
+    assert {g["lr"] for g in model.optimizer.param_groups} == {1e-3}
+    with pytest.raises(Exception, match="shallow_lr_scale"):
+        load_config("colored_mnist", ["method.shallow_lr_scale=0"])
