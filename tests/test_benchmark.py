@@ -121,6 +121,7 @@ def test_an_oracle_twin_restarts_stage1_as_a_from_scratch_oracle_run_would(tmp_p
     import denetdm.methods.denetdm as dm
     from denetdm.selection import Selector
 
+    monkeypatch.setattr(dm, "EVEN_FIT_ABOVE", 101.0)
     monkeypatch.setattr(dm, "SPLIT_WARN_BELOW", 101.0)  # every split "fails": both restart, once
     monkeypatch.setattr(bench, "_derive_oracle", lambda *a: None)  # force the continuation path
     # Which stage-1 epoch the oracle keeps must not hang on this CPU's float trajectory: its score is

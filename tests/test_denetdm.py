@@ -114,13 +114,18 @@ def test_official_bn_drift_option_updates_only_the_deep_branch_statistics():
 def test_stage1_split_warning_only_when_the_deep_branch_leaves_the_training_labels_to_the_shallow_one():
     model = tiny()
 
-    def fit(deep, poe=99.5):
-        return {"stage1_deep": {"accuracy": deep}, "stage1_shallow": {"accuracy": 80.0}, "stage1_poe": {"accuracy": poe}}
+    def fit(deep, poe=99.5, worst=0.0):
+        return {"stage1_deep": {"accuracy": deep, "worst_class": worst}, "stage1_shallow": {"accuracy": 80.0},
+                "stage1_poe": {"accuracy": poe}}
 
     # The measured cases (README): deep branches that took the colour fit 94-99%, failed ones 20-70%.
     assert model.phase_warnings("stage1", fit(98.97)) == [] and model.phase_warnings("stage1", fit(94.26)) == []
     (message,) = model.phase_warnings("stage1", fit(20.04, 99.42))
     assert "20.0%" in message and "99.4%" in message and "--seed" in message
+    # A deep branch that fits fewer labels but every class evenly took a weaker bias: no warning.
+    assert model.phase_warnings("stage1", fit(88.9, 99.5, worst=80.0)) == []
+    (message,) = model.phase_warnings("stage1", fit(88.4, 99.4, worst=36.2))  # 5% seed 2: a class left over
+    assert "36.2% fitted" in message
     assert model.phase_warnings("stage2", {"stage2_target": {"accuracy": 10.0}}) == []
     # A deep branch at chance (the MNIST background and stripe biases): the shallow one took the bias too.
     (message,) = model.phase_warnings("stage1", fit(9.8, 99.2))

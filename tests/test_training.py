@@ -125,6 +125,7 @@ def test_stage1_restarts_only_when_the_split_check_warns(tmp_path, monkeypatch):
     passed = train(cfg, tmp_path / "passed", quiet=True)
     assert passed["test"] == plain["test"] and "restarts" not in passed and passed["warnings"] == []
     # A split that always fails: stage 1 is trained 1 + 2 times, then the warning stands.
+    monkeypatch.setattr(dm, "EVEN_FIT_ABOVE", 101.0)
     monkeypatch.setattr(dm, "SPLIT_WARN_BELOW", 101.0)
     with pytest.warns(UserWarning, match="restart 2: training stage1 again"):
         failed = train(cfg, tmp_path / "failed", quiet=True)
