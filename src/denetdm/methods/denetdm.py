@@ -62,7 +62,8 @@ class DeNetDMConfig(MethodConfig):
     # Not in the paper (1 is faithful): the shallow branch's stage-1 learning rate relative to the deep
     # branch's and the head's. Where a bias is so easy that the shallow branch takes it first (the MNIST
     # background, patch and stripe biases, benchmarks/results/bias_speed.json), a slower shallow branch
-    # leaves it to the deep one, as DeNetDM needs (docs/label_free.md).
+    # leaves it to the deep one, as DeNetDM needs; on Colored MNIST 0.1 helped at 1% and hurt badly at 5%
+    # (docs/label_free.md), so choose it with `denetdm tune`.
     shallow_lr_scale: float = 1.0
 
     def validate(self) -> None:
