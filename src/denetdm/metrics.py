@@ -62,7 +62,6 @@ def summarize(
     return out
 
 
-
 def pseudo_group_summary(pred: torch.Tensor, y: torch.Tensor, num_classes: int,
                          proxy: Optional[torch.Tensor] = None) -> Dict[str, float]:
     """Label-free group accuracies in percent: groups are (class, proxy prediction) cells, the
@@ -72,11 +71,9 @@ def pseudo_group_summary(pred: torch.Tensor, y: torch.Tensor, num_classes: int,
     `pseudo_aligned` / `pseudo_conflicting` (the groups where the proxy agrees / disagrees with the
     label), so on a split with bias labels each can be set against its true value."""
     pred, y = pred.cpu(), y.cpu()
-    width = 1 if proxy is None else num_classes
-    cell = y * width + (0 if proxy is None else proxy.cpu())
-    total = torch.bincount(cell, minlength=num_classes * width).double()
-    hits = torch.bincount(cell, weights=(pred == y).double(), minlength=num_classes * width)
-    acc, present = (hits / total.clamp(min=1)).view(num_classes, width), (total > 0).view(num_classes, width)
+    groups = torch.zeros_like(y) if proxy is None else proxy.cpu()
+    correct, total = group_counts(pred, y, groups, num_classes, 1 if proxy is None else num_classes)
+    acc, present = correct / total.clamp(min=1), total > 0
     out = {"pseudo_unbiased": 100.0 * acc[present].mean().item(), "pseudo_worst": 100.0 * acc[present].min().item()}
     if proxy is None:
         return out

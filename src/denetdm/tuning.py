@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence
 
 import yaml
 
-from .config import config_from_dict, load_config, to_yaml
+from .config import config_from_dict, load_config
 from .errors import ConfigError, RunFolderError
 from .fileio import write_text_atomic
 
@@ -48,6 +48,7 @@ def rank_key(entry: dict):
 
 
 def tune(preset: str, grid: Dict[str, List[str]], overrides: Sequence[str], out: Path, quiet: bool = False) -> dict:
+    from .benchmark import config_hash
     from .training import train
 
     out = Path(out)
@@ -64,7 +65,7 @@ def tune(preset: str, grid: Dict[str, List[str]], overrides: Sequence[str], out:
         results_path = run_dir / "results.json"
         if results_path.is_file():  # trained by an earlier call: reuse only if it is this very config
             saved = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-            if to_yaml(saved) != to_yaml(cfg):
+            if config_hash(saved) != config_hash(cfg):
                 raise RunFolderError(f"{run_dir} holds another config; use another --out for another grid or overrides")
             results = json.loads(results_path.read_text())
         else:
