@@ -123,3 +123,12 @@ def test_the_estimate_is_recorded_and_matches_its_hand_computed_value(tmp_path):
     off = [m for (yi, bi), m in means.items() if yi != bi]
     assert est["conflicting"] == pytest.approx(sum(off) / len(off))
     assert not math.isnan(results["test"]["stage2_target"]["unbiased"])  # the truth it is judged against
+
+
+def test_a_phase_without_a_proxy_scores_its_classes_whatever_the_proxy_metric():
+    """ERM has no bias proxy, so `pseudo_conflicting` does not exist: class-balanced accuracy decides."""
+    phase = Phase("erm", None, "erm", "unbiased", ("erm",))
+    selector = Selector("proxy", phase, keep_weights=False, proxy_metric="pseudo_conflicting")
+    for epoch, score in enumerate((60.0, 80.0, 70.0)):
+        selector.observe(epoch, {"val": {"erm": {"pseudo_unbiased": score, "pseudo_worst": 50.0}}}, None)
+    assert selector.best_epoch == 1

@@ -44,8 +44,10 @@ class Selector:
 
     def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
         if self.protocol == "proxy":
-            value = metrics["val"][self.phase.monitor].get(self.proxy_metric)
-            return float("-inf") if value is None or value != value else value
+            held_out = metrics["val"][self.phase.monitor]
+            # A phase without a bias proxy has no conflicting groups: its classes are the groups.
+            value = held_out.get(self.proxy_metric, held_out["pseudo_unbiased"])
+            return float("-inf") if value != value else value
         if self.protocol == "val":
             return metrics["val"][self.phase.monitor]["accuracy"]
         if self.protocol == "oracle":
