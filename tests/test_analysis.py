@@ -8,7 +8,7 @@ import torch
 from denetdm.analysis import effective_rank, linear_probe
 from denetdm.analysis.rank import balanced_subsets, layer_features
 from denetdm.cli import main
-from denetdm.config import ModelSpec
+from denetdm.models.spec import ModelSpec
 from denetdm.models import create_model
 
 

@@ -163,3 +163,22 @@ def test_shallow_lr_scale_slows_only_the_shallow_branch_in_stage1():
     assert {g["lr"] for g in model.optimizer.param_groups} == {1e-3}
     with pytest.raises(Exception, match="shallow_lr_scale"):
         load_config("colored_mnist", ["method.shallow_lr_scale=0"])
+
+
+def test_a_restart_after_a_deep_branch_at_chance_slows_the_shallow_branch_and_a_partial_one_does_not():
+    model = tiny(["method.stage1_restarts=3", "method.chance_restart_shallow_lr_scale=0.1"])
+    stage1 = model.phases()[0]
+
+    def shallow_lr_after(deep_fit):
+        fit = {"stage1_deep": {"accuracy": deep_fit, "worst_class": 0.0}, "stage1_poe": {"accuracy": 99.0}}
+        assert model.phase_warnings("stage1", fit)  # the split check warns either way
+        assert model.restart_phase("stage1", 0)
+        model.start_phase(stage1, None)
+        (lr,) = {g["lr"] for g in model.optimizer.param_groups for p in g["params"]
+                 if any(p is q for q in model.shallow.parameters())}
+        return lr
+
+    assert shallow_lr_after(60.0) == pytest.approx(1e-3)  # a partial split: a plain restart
+    assert shallow_lr_after(10.0) == pytest.approx(1e-4)  # at chance: ten times slower
+    assert shallow_lr_after(10.0) == pytest.approx(1e-5)  # and again on the next one
+    assert tiny(["method.stage1_restarts=1"]).cfg.chance_restart_shallow_lr_scale == 1.0  # the paper: off

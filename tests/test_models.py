@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 
-from denetdm.config import ModelSpec
+from denetdm.models.spec import ModelSpec
 from denetdm.errors import ConfigError
 from denetdm.models import create_model, list_models
 from denetdm.models.resnet_cifar import ShortcutA

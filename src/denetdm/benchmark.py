@@ -6,8 +6,10 @@ it stopped. Tables (Markdown, CSV) and a plot put our mean +- std beside the pap
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -17,6 +19,7 @@ import signal
 import statistics
 import sys
 import threading
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from importlib import resources
@@ -28,8 +31,10 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 from tqdm.auto import tqdm
 
+from .checkpoints import read_status
 from .config import SELECTIONS, config_from_dict, load_config
 from .errors import ConfigError, RunFolderError
+from .fileio import dumps, write_text_atomic
 from .methods.registry import METHODS
 
 METRICS = ("unbiased", "aligned", "conflicting", "worst_group", "accuracy")
@@ -146,7 +151,9 @@ def _run_one(spec: RunSpec, overrides: List[str], out: str, threads: int, start_
     torch.set_num_threads(threads)
     cfg = load_config(preset_for(spec.method, spec.dataset), spec.overrides(overrides))
     run_dir = Path(out) / "runs" / spec.key
-    results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset), start_from=start_from)
+    # run_benchmark left this folder only if it is an unfinished run of this config: go on with it.
+    results = train(cfg, run_dir, quiet=True, preset=preset_for(spec.method, spec.dataset), start_from=start_from,
+                    resume=run_dir.is_dir())
     return _record(spec, results, config_hash(cfg), run_dir)
 
 
@@ -178,11 +185,68 @@ def _recover(spec: RunSpec, run_dir: Path, cfg_hash: str) -> Optional[dict]:
     return _record(spec, results, cfg_hash, run_dir)
 
 
+def _resumable(run_dir: Path, cfg_hash: str) -> bool:
+    """An unfinished run of this config, which `train(..., resume=True)` goes on with."""
+    status = read_status(run_dir)
+    try:
+        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    except (OSError, ValueError, yaml.YAMLError, ConfigError):
+        return False
+    return status is not None and status["status"] != "complete" and config_hash(cfg) == cfg_hash
+
+
 def read_records(out: Path) -> List[dict]:
-    path = out / "results.jsonl"
+    """The records of `out/results.jsonl`. A torn last line (the writer was killed mid-line) is dropped
+    with a warning, and its run is recovered from its folder or run again; a torn line elsewhere is an error."""
+    path = Path(out) / "results.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise RunFolderError(f"{path} line {i + 1} is not JSON; mend or delete that line and rerun") from None
+            warnings.warn(f"{path}: skipped a torn last line (a run was killed while writing it)", stacklevel=2)
+    return records
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a torn last line off results.jsonl before appending to it (under the folder's lock)."""
+    if not path.is_file():
+        return
+    text = path.read_text()
+    lines = text.splitlines(True)
+    if lines and not _is_json(lines[-1]):
+        warnings.warn(f"{path}: dropped a torn last line (a run was killed while writing it); "
+                      "that run is recovered from its folder or run again", stacklevel=2)
+        write_text_atomic(path, "".join(lines[:-1]))
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return not line.strip()
+    return True
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """One benchmark per folder: a second one on the same --out would run and record the same runs twice."""
+    handle = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunFolderError(f"another benchmark is running in {out}; wait for it to finish or use another --out") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = (), workers: int = 1,
@@ -190,6 +254,11 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
     """Run what is missing from `out/results.jsonl`, then write the tables and plot."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        return _run_benchmark(out, specs, overrides, workers, quiet)
+
+
+def _run_benchmark(out: Path, specs: List[RunSpec], overrides, workers: int, quiet: bool) -> List[dict]:
     meta = {"overrides": list(overrides)}
     meta_path = out / "benchmark.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
@@ -197,7 +266,8 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
             f"{out} holds a benchmark with other overrides ({json.loads(meta_path.read_text())['overrides']}); "
             "use another --out or the same overrides"
         )
-    meta_path.write_text(json.dumps(meta))
+    meta_path.write_text(dumps(meta))
+    _drop_torn_tail(out / "results.jsonl")
     records = read_records(out)
     done = {r["key"]: r for r in records}
     todo, hashes, recovered = [], {}, []
@@ -215,7 +285,7 @@ def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = ()
             recovered.append(found)
             continue
         todo.append(spec)
-        if partial.exists():  # interrupted before it finished: it has no result to lose
+        if partial.exists() and not _resumable(partial, hashes[spec.key]):  # nothing it holds can be used
             shutil.rmtree(partial)
     # An oracle run whose `last` twin is planned or done waits for it: training does not depend on
     # selection, so the last run either holds the oracle numbers (`oracle_view`: every phase before the
@@ -325,12 +395,26 @@ def _worker(*job) -> None:
     """Ctrl-C and SIGTERM are the parent's to handle: it stops every worker at once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     _run_one(*job)
+
+
+def _die_with_parent() -> None:
+    """A parent killed outright (SIGKILL, out of memory) cannot stop its workers: on Linux the kernel
+    does it (PR_SET_PDEATHSIG); their runs resume with the next benchmark."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was gone before the call
+        os._exit(1)
 
 
 def _collect(finished, log, records, bar) -> None:
     for record in finished:
-        log.write(json.dumps(record) + "\n")
+        log.write(dumps(record) + "\n")
         log.flush()
         records.append(record)
         bar.set_postfix_str(f"{record['key']}: {record['test']['unbiased']:.2f}")
@@ -372,7 +456,7 @@ def write_ablation_report(out: Path, name: str, records: List[dict]) -> None:
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
           *("| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows), ""]
     (out / f"{name}.md").write_text("\n".join(md))
-    (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    (out / f"{name}.json").write_text(dumps(rows, indent=1))
 
 
 def write_reports(out: Path, records: List[dict]) -> None:

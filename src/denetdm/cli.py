@@ -11,8 +11,11 @@ from typing import List, Optional
 from .errors import DenetdmError
 
 
+DEFAULT_PRESET = "colored_mnist"
+
+
 def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="colored_mnist", help="preset name or YAML path (default: colored_mnist)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="preset name or YAML path (default: colored_mnist)")
     parser.add_argument("--data-dir", help="raw data root (default: $DENETDM_DATA or ~/.cache/denetdm/data)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--seed", type=int)
@@ -37,11 +40,17 @@ def _load(args):
 
 
 def cmd_train(args) -> int:
-    from .training import TRAIN_FIT_TITLE, default_run_dir, format_estimate, format_table, train
+    from .training import TRAIN_FIT_TITLE, default_run_dir, format_estimate, format_table, read_run_config, train
 
-    cfg = _load(args)
-    out = Path(args.out) if args.out else default_run_dir(args.preset)
-    results = train(cfg, out, quiet=args.quiet, preset=args.preset)
+    if args.resume:
+        if args.out or _overrides(args) or args.preset != DEFAULT_PRESET:
+            raise DenetdmError("--resume RUN_DIR takes the config and folder of that run; drop --preset, --out and overrides")
+        out, preset = Path(args.resume), ""
+        cfg = read_run_config(out)
+    else:
+        cfg, preset = _load(args), args.preset
+        out = Path(args.out) if args.out else default_run_dir(args.preset)
+    results = train(cfg, out, quiet=args.quiet, preset=preset, resume=bool(args.resume))
     print(format_table(results["test"], cfg.selection))
     fit = {name: m for phase in results["train_fit"].values() for name, m in phase.items()}
     print(format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE))
@@ -151,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a method end to end and print its test table")
     _config_args(p)
     p.add_argument("--out", help="run folder (default: runs/<preset>-<time>); never overwritten")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="go on with an unfinished (killed, failed) run from its last finished epoch")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -231,6 +242,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder: nothing partial is left (writes are atomic)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; free space or fix the permissions, then rerun "
+              "(an unfinished run goes on with denetdm train --resume RUN_DIR)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ so a typo is an error that names the key instead of a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,56 +15,13 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
+from .data.spec import DataConfig
 from .errors import ConfigError
+from .methods.registry import method_config_class
 
 PRESET_DIR = Path(__file__).parent / "presets"
 SELECTIONS = ("proxy", "last", "val", "oracle")
 PROXY_METRICS = ("pseudo_unbiased", "pseudo_worst", "pseudo_conflicting")
-
-
-@dataclass
-class OptimConfig:
-    """One training phase's optimiser and schedule (no LR schedule, as in the paper)."""
-
-    optimizer: str = "adam"  # adam | sgd; weight decay is the coupled L2 term, as in the official code
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only; Adam uses its default betas
-    epochs: int = 100
-    batch_size: int = 64
-
-
-@dataclass
-class ModelSpec:
-    """A backbone by registry name. For MLPs `depth` counts linear layers including the head."""
-
-    arch: str = "mlp"
-    depth: int = 5
-    width: int = 100
-    pretrained: Optional[str] = None  # a weights file, or "torchvision" for torchvision's local cache
-    proj_dim: int = 0  # > 0 appends Linear(out_dim -> proj_dim), e.g. ResNet-18 into a 64-d head
-    # MLP only: multiplies the inputs. LfF's official MLP divides its [0, 1] inputs by 255 again,
-    # so the paper's re-run baselines saw [0, 1/255]; 0.00392156862745098 reproduces that.
-    input_scale: float = 1.0
-
-
-@dataclass
-class DataConfig:
-    name: str = "colored_mnist"
-    root: Optional[str] = None  # raw data; default $DENETDM_DATA or the per-user cache
-    ratio: float = 0.01  # bias-conflicting fraction of the training set
-    severity: int = 4  # colour-noise severity 1..5 (sigma 0.05 .. 0.002)
-    seed: int = 0  # seed of the generator's colour jitter
-    val_fraction: float = 0.1  # held out from train, only when selection is `proxy` or `val`
-    download: bool = True
-    path: Optional[str] = None  # dataset folder or file (CSV, image folder, .npz); default under root
-    target_attr: str = "Blond_Hair"  # CelebA target attribute
-    bias_attr: str = "Male"  # CelebA bias attribute
-    corruption_type: str = "type0"  # Corrupted CIFAR-10: type0 | type1
-    image_size: int = 0  # 0 keeps the dataset's default size
-    augment: bool = False  # the dataset's training augmentation (crop + flip)
-    normalize: str = "none"  # none | cifar | imagenet
-    num_workers: int = 0  # DataLoader workers for image files
 
 
 @dataclass
@@ -105,9 +63,13 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         return build(tp, value, path)
     if tp is float and not isinstance(value, bool):
         try:  # YAML 1.1 reads 1e-4 (no dot) as a string
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
-            pass
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{path} must be a finite number, got {value!r}")
+            return number
     if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
     raise ConfigError(f"{path} must be {_type_name(tp)}, got {value!r}")
@@ -126,13 +88,14 @@ def build(cls: type, raw: Dict[str, Any], path: str = "") -> Any:
     return cls(**kwargs)
 
 
-def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+def _merge(base: Dict[str, Any], extra: Dict[str, Any], path: str = "") -> Dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
+        full = f"{path}.{key}" if path else key
+        if isinstance(out.get(key), dict) and not isinstance(value, dict):
+            hint = f"{full}.name={value}" if key == "method" else f"{full}.<key>=..."
+            raise ConfigError(f"{full} is a section, not a value; set its keys instead (e.g. {hint})")
+        out[key] = _merge(out[key], value, full) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -178,13 +141,22 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier override")
-        node[leaf] = yaml.safe_load(text) if text.strip() else None
+        node[leaf] = _scalar(text)
     return out
 
 
-def config_from_dict(raw: Dict[str, Any]) -> Config:
-    from .methods import method_config_class
+def _scalar(text: str) -> Any:
+    """An override's value as YAML reads it (1e-3, true, null, [1, 2]); text YAML cannot read (a path
+    with a colon and a brace, say) stays the string it is, and the key's type check judges it."""
+    if not text.strip():
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
+
+def config_from_dict(raw: Dict[str, Any]) -> Config:
     raw = dict(raw)
     method = dict(raw.pop("method", None) or {})
     name = method.pop("name", None)
@@ -214,6 +186,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.val_fraction={cfg.data.val_fraction} is outside (0, 1)")
     if cfg.eval_every < 1:
         raise ConfigError("eval_every must be at least 1")
+    if cfg.threads < 0:
+        raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 keeps torch's default)")
     cfg.method.validate()
 
 

@@ -1,12 +1,20 @@
 """Atomic writes: a crash never leaves half a checkpoint, cache or results file."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Tuple
 
 import torch
+
+
+# Files are created as open(..., "w") would make them (group-readable under the usual umask), not the
+# owner-only mode of a temporary file.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -17,6 +25,7 @@ def save_atomic(obj, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -24,9 +33,32 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Through a temporary file, then an atomic rename; a failed write (a full disk) leaves neither."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(obj, **kwargs) -> str:
+    """Strict JSON (RFC 8259), which every parser reads: a NaN or infinity is written as null."""
+    return json.dumps(_finite(obj), allow_nan=False, **kwargs)
 
 
 # (resolved path, mtime_ns, size) -> digest: each data file is hashed once per process.

@@ -26,8 +26,8 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=1)
+        if not isinstance(name, str) or name not in self._entries:
+            close = difflib.get_close_matches(str(name), self._entries, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
                 f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(self.names())}"

@@ -64,6 +64,15 @@ class Selector:
             if self.keep_weights:
                 self.best_state = copy.deepcopy(model.state_dict())
 
+    def state(self) -> dict:
+        """For a resume point; `load` puts it back."""
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
+                "best_metrics": self.best_metrics}
+
+    def load(self, state: dict) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.best_state, self.best_metrics = state["best_state"], state["best_metrics"]
+
     def restore(self, model) -> None:
         """Load the selected weights before the next phase starts from them."""
         if self.best_state is not None:

@@ -8,31 +8,36 @@ evaluation and by the opt-in oracle protocol.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import platform
 import random
+import subprocess
+import sys
 import time
 import warnings
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 from .config import Config, config_from_dict, to_yaml
 from .data import create_dataset
 from .data.base import BiasDataset, Splits
-from .errors import ConfigError, RunFolderError
-from .fileio import save_atomic, write_text_atomic
+from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load_resume_point, read_status,
+                          rng_state, save_resume_point, set_rng_state, write_status)
+from .errors import ConfigError, DenetdmError, RunFolderError, one_line
+from .fileio import dumps, save_atomic, write_text_atomic
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
 from .selection import DESCRIPTIONS, HELD_OUT, Selector
-
-CHECKPOINT_FORMAT = 1
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -43,10 +48,34 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use --device cpu or auto")
     return device
+
+
+def provenance(splits: Splits) -> Dict[str, object]:
+    """What produced a result: the package and its git commit (when run from a checkout), the command
+    line, and a SHA-256 of the data as trained on (labels, bias labels, and the images or their paths)."""
+    from . import __version__
+
+    h = hashlib.sha256()
+    for split in (splits.train, splits.val, splits.test):
+        if split is None:
+            continue
+        for part in (getattr(split, "x", None), split.y, split.bias):
+            if isinstance(part, torch.Tensor):
+                h.update(part.detach().cpu().contiguous().numpy().tobytes())
+        h.update("\n".join(getattr(split, "paths", [])).encode())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"denetdm": __version__, "git_commit": commit, "command": sys.argv, "data_sha256": h.hexdigest()}
 
 
 def machine_info(device: torch.device) -> Dict[str, object]:
@@ -116,38 +145,6 @@ def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(out: Path) -> Path:
-    """A new, empty run folder; an existing non-empty one is never overwritten."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RunFolderError(f"run folder {out} already exists and is not empty; choose another --out or delete it")
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def checkpoint_dict(cfg: Config, model, phase: str, selected_epoch: Optional[int], state: Optional[dict] = None) -> dict:
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "config": cfg.to_dict(),
-        "phase": phase,
-        "selected_epoch": selected_epoch,
-        "state_dict": model.state_dict() if state is None else state,
-    }
-
-
-def rng_state(shuffle: torch.Generator, device: torch.device) -> dict:
-    state = {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict, shuffle: torch.Generator) -> None:
-    shuffle.set_state(state["shuffle"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def load_oracle_start(path: Path, cfg: Config) -> dict:
     """The state an oracle run takes over from a finished run of the same config (see `train`)."""
     ckpt = load_checkpoint(path)
@@ -163,51 +160,129 @@ def setup_runtime(cfg: Config) -> torch.device:
     return resolve_device(cfg.device)
 
 
-def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_from: Optional[Path] = None) -> dict:
+def check_new_run_dir(out: Path) -> None:
+    """A run never writes into a folder that holds anything: an earlier run is never overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        hint = f"resume it with: denetdm train --resume {out}" if (out / STATUS).is_file() else "choose another --out or delete it"
+        raise RunFolderError(f"run folder {out} already exists and is not empty; {hint}")
+
+
+def check_resumable(out: Path, cfg: Config) -> None:
+    status = read_status(out)
+    if status is None or not (out / "config.yaml").is_file():
+        raise RunFolderError(f"{out} is not a denetdm run folder (no status.json or config.yaml); nothing to resume")
+    if status["status"] == "complete":
+        raise RunFolderError(f"run {out} is already complete; evaluate it with: denetdm evaluate {out}")
+    saved = config_from_dict(yaml.safe_load((out / "config.yaml").read_text())).to_dict()
+    if saved != cfg.to_dict():
+        raise RunFolderError(f"run {out} was started with another config; resume it with its own (denetdm train --resume {out})")
+
+
+def read_run_config(out: Path) -> Config:
+    """The config of a run folder, for `denetdm train --resume`."""
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise RunFolderError(f"{out} is not a denetdm run folder (no config.yaml); nothing to resume")
+    return config_from_dict(yaml.safe_load(path.read_text()))
+
+
+class TrainingDiverged(DenetdmError):
+    """A non-finite training loss: the run stops rather than report numbers from NaN weights."""
+
+
+@dataclass
+class RunState:
+    """What a run has decided so far; saved with every resume point."""
+
+    selected: Dict[str, int] = field(default_factory=dict)  # phase -> the kept epoch
+    scores: Dict[str, float] = field(default_factory=dict)  # phase -> its selection score, where there is one
+    finished: List[str] = field(default_factory=list)  # phases checked and checkpointed
+    oracle_epochs: Dict[str, int] = field(default_factory=dict)
+    train_fit: Dict[str, dict] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+    restarts: Dict[str, List[str]] = field(default_factory=dict)  # phase -> per restart, the warnings behind it
+    shadowing: bool = False
+    elapsed_s: float = 0.0  # wall time of earlier sessions of this run
+
+
+def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_from: Optional[Path] = None,
+          resume: bool = False) -> dict:
     """Train `cfg` end to end into the run folder `out`; returns the results dict.
 
     `start_from`: another run's `oracle_start.pt`; this (oracle) run then takes over the phases that
     run already trained, with their weights, records and random state, and trains the rest.
+    `resume`: go on with the unfinished run in `out` from its last finished epoch, to the numbers it
+    would have reached uninterrupted (on the same machine).
     """
-    start_time = time.time()
-    out = prepare_run_dir(Path(out))
+    out = Path(out)
+    check_resumable(out, cfg) if resume else check_new_run_dir(out)
     device = setup_runtime(cfg)
-    write_text_atomic(out / "config.yaml", to_yaml(cfg))
     seed_everything(cfg.seed)
     splits: Splits = create_dataset(cfg.data, with_val=cfg.selection in HELD_OUT, progress=not quiet).to(device)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train)).to(device)
+    # Only now, with data and model built, does the folder appear: a failed start leaves nothing behind.
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_text_atomic(out / "config.yaml", to_yaml(cfg))
+    point = load_resume_point(out) if resume else None
+    write_status(out, "running")
+    try:
+        results = _train(cfg, out, quiet, preset, start_from, splits, model, device, point)
+    except BaseException as exc:
+        write_status(out, "failed", one_line(exc) or type(exc).__name__)
+        raise
+    write_status(out, "complete")
+    (out / "checkpoints" / RESUME).unlink(missing_ok=True)
+    return results
+
+
+def _train(cfg, out, quiet, preset, start_from, splits, model, device, point) -> dict:
+    start_time = time.time()
     shuffle = torch.Generator().manual_seed(cfg.seed)
     eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
-    selected, scores = {}, {}  # per phase: the kept epoch, and its selection score where the protocol has one
     phases = model.phases()
     # Selection never changes how a phase trains, only where the next phase starts. So a run that does
     # not select by oracle shadows that protocol: while every earlier phase would have kept the same
     # epoch, the oracle run is this run, and its numbers are read off here (`oracle_view`); after a
     # phase, the state an oracle run would start the next one from is saved (`oracle_start.pt`), so an
     # oracle twin trains only the phases after it (`start_from`).
-    shadowing = cfg.selection != "oracle" and splits.test.has_bias and start_from is None
-    oracle_epochs: Dict[str, int] = {}
-    train_fit: Dict[str, dict] = {}
-    run_warnings = []
-    restarts: Dict[str, List[str]] = {}  # phase -> per restart, the warnings that made it train again
+    run = RunState(shadowing=cfg.selection != "oracle" and splits.test.has_bias and start_from is None)
+    if point is not None:
+        run = RunState(**point["run"])
+    shadow = None
 
     def check_phase(phase) -> List[str]:
         """How well the phase's selected predictors fit the training labels (label-free), and what the
         method makes of it, as soon as the phase ends."""
-        train_fit[phase.name] = evaluate(model, splits.train, phase.predictors, use_bias=False)
-        return model.phase_warnings(phase.name, train_fit[phase.name])
+        run.train_fit[phase.name] = evaluate(model, splits.train, phase.predictors, use_bias=False)
+        return model.phase_warnings(phase.name, run.train_fit[phase.name])
 
     def train_phase(phase, final_phase: bool, log) -> Optional[Selector]:
         """Train one attempt at `phase` and restore its selected epoch; returns the oracle shadow, if any."""
-        nonlocal shadowing
-        attempt = len(restarts.get(phase.name, []))
+        nonlocal point
+        attempt = len(run.restarts.get(phase.name, []))
+        resuming = point is not None and point["phase"] == phase.name and point["attempt"] == attempt
+        if resuming:  # start_phase may read the weights (JTT's identification model) and values (rates)
+            model.load_state_dict(point["model"])
+            model.load_train_state(point["train_state"])
         pool = model.start_phase(phase, splits.train)
         pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
         selector = Selector(cfg.selection, phase, proxy_metric=cfg.proxy_metric)
-        shadow = Selector("oracle", phase, keep_weights=not final_phase) if shadowing else None
+        shadow = Selector("oracle", phase, keep_weights=not final_phase) if run.shadowing else None
+        first_epoch = 0
+        if resuming:
+            model.load_state_dict(point["model"])
+            model.load_train_state(point["train_state"])
+            pool = point["pool"]
+            selector.load(point["selector"])
+            if shadow is not None:
+                shadow.load(point["shadow"])
+            set_rng_state(point["rng"], shuffle)
+            first_epoch, point = point["epoch"] + 1, None
         steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
-        bar = tqdm(total=steps * phase.optim.epochs, desc=phase.name, unit="step", disable=quiet, dynamic_ncols=True)
-        for epoch in range(phase.optim.epochs):
+        bar = tqdm(total=steps * phase.optim.epochs, initial=steps * first_epoch, desc=phase.name, unit="step",
+                   disable=quiet, dynamic_ncols=True)
+        for epoch in range(first_epoch, phase.optim.epochs):
             model.train()
             totals: Dict[str, float] = {}
             order = pool[torch.randperm(len(pool), generator=shuffle)]
@@ -216,8 +291,14 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
                     totals[key] = totals.get(key, 0.0) + value
                 bar.update()
             record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}), "epoch": epoch,
-                      "time_s": round(time.time() - start_time, 2)}
+                      "time_s": round(run.elapsed_s + time.time() - start_time, 2)}
             record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
+            bad = [k for k, v in record.items() if k.startswith("train_") and not math.isfinite(v)]
+            if bad:
+                last_good = f"epoch {epoch - 1} in {out / 'checkpoints' / RESUME}" if epoch else "none in this phase"
+                raise TrainingDiverged(
+                    f"{phase.name}, epoch {epoch}: the training loss is not finite ({', '.join(bad)}); the run stopped "
+                    f"(last good state: {last_good}); lower the learning rate (method.*.lr) and train again")
             last = epoch == phase.optim.epochs - 1
             if (epoch + 1) % cfg.eval_every == 0 or last:
                 metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
@@ -228,86 +309,101 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
                 record.update(metrics)
                 monitor = metrics["test"][phase.monitor]
                 bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}", test_acc=f"{monitor['accuracy']:.1f}")
-            log.write(json.dumps(record) + "\n")
+            log.write(dumps(record) + "\n")
             log.flush()
+            save_resume_point(out, {
+                "phase": phase.name, "attempt": attempt, "epoch": epoch, "pool": pool, "model": model.state_dict(),
+                "train_state": model.train_state(), "selector": selector.state(),
+                "shadow": shadow.state() if shadow is not None else None, "rng": rng_state(shuffle, device),
+                "log_bytes": log.tell(), "run": {**asdict(run), "elapsed_s": run.elapsed_s + time.time() - start_time}})
         bar.close()
         if shadow is not None:
-            oracle_epochs[phase.name] = shadow.best_epoch
+            run.oracle_epochs[phase.name] = shadow.best_epoch
             if not final_phase:
                 save_atomic({**checkpoint_dict(cfg, model, phase.name, shadow.best_epoch, shadow.best_state),
-                             "selected_epochs": dict(oracle_epochs), "rng": rng_state(shuffle, device),
-                             "restarts": {k: list(v) for k, v in restarts.items()}},
+                             "selected_epochs": dict(run.oracle_epochs), "rng": rng_state(shuffle, device),
+                             "restarts": {k: list(v) for k, v in run.restarts.items()}},
                             out / "checkpoints" / "oracle_start.pt")
                 # Restarting reads the selected epoch, so an oracle run restarts alike only from the same one.
-                shadowing = shadow.best_epoch == selector.best_epoch
+                run.shadowing = shadow.best_epoch == selector.best_epoch
         selector.restore(model)
-        selected[phase.name] = selector.best_epoch
+        run.selected[phase.name] = selector.best_epoch
         if selector.best_score is not None:
-            scores[phase.name] = selector.best_score
+            run.scores[phase.name] = selector.best_score
         return shadow
 
-    start = load_oracle_start(start_from, cfg) if start_from is not None else None
-    with open(out / "metrics.jsonl", "a") as log:
-        if start is not None:
+    log_path = out / "metrics.jsonl"
+    with open(log_path, "a") as log:
+        kept = point["log_bytes"] if point is not None else 0
+        log.truncate(kept)  # drop the records of epochs the resume point does not hold
+        log.seek(kept)
+        if point is not None:
+            set_rng_state(point["rng"], shuffle)
+        elif start_from is not None:
+            start = load_oracle_start(start_from, cfg)
             taken = start["selected_epochs"]
-            restarts.update(start.get("restarts", {}))
+            run.restarts.update(start.get("restarts", {}))
             source = Path(start_from).parent.parent / "metrics.jsonl"
             for line in source.read_text().splitlines(True):
                 rec = json.loads(line)
-                if rec["phase"] in taken and rec.get("attempt", 0) <= len(restarts.get(rec["phase"], [])):
+                if rec["phase"] in taken and rec.get("attempt", 0) <= len(run.restarts.get(rec["phase"], [])):
                     log.write(line)
             model.load_state_dict(start["state_dict"])
             set_rng_state(start["rng"], shuffle)
-            selected.update(taken)
+            run.selected.update(taken)
         for i, phase in enumerate(phases):
+            if phase.name in run.finished:
+                continue
             final_phase = i == len(phases) - 1
             trained = False
             while True:
-                if phase.name not in selected:
+                if phase.name not in run.selected:
                     shadow = train_phase(phase, final_phase, log)
                     trained = True
                 messages = check_phase(phase)
                 # The method may start a phase again from fresh weights when its check warns (an opt-in
                 # deviation from the paper); the final phase is never restarted.
-                if not messages or final_phase or not model.restart_phase(phase.name, len(restarts.get(phase.name, []))):
+                if not messages or final_phase or not model.restart_phase(phase.name, len(run.restarts.get(phase.name, []))):
                     break
-                restarts.setdefault(phase.name, []).append(" ".join(messages))
-                del selected[phase.name]
-                warnings.warn(f"{restarts[phase.name][-1]} [restart {len(restarts[phase.name])}: training {phase.name} "
-                              "again from fresh weights]", stacklevel=2)
+                run.restarts.setdefault(phase.name, []).append(" ".join(messages))
+                del run.selected[phase.name]
+                warnings.warn(f"{run.restarts[phase.name][-1]} [restart {len(run.restarts[phase.name])}: training "
+                              f"{phase.name} again from fresh weights]", stacklevel=2)
             for message in messages:
                 warnings.warn(message, stacklevel=2)
-                run_warnings.append(message)
+                run.warnings.append(message)
             if trained:
-                save_atomic(checkpoint_dict(cfg, model, phase.name, selected[phase.name]),
+                save_atomic(checkpoint_dict(cfg, model, phase.name, run.selected[phase.name]),
                             out / "checkpoints" / f"{phase.name}.pt")
+            run.finished.append(phase.name)
     final = evaluate(model, splits.test, model.predictors(), groups=True)
     estimate = label_free_estimate(model, splits.test, phases[-1])
     results = {
         "selection": cfg.selection,
         "selection_description": DESCRIPTIONS[cfg.selection],
-        "selected_epochs": selected,
-        **({"selection_scores": scores} if scores else {}),
-        "deployed": model.phases()[-1].monitor,
+        "selected_epochs": run.selected,
+        **({"selection_scores": run.scores} if run.scores else {}),
+        "deployed": phases[-1].monitor,
         "uses_bias_labels": getattr(model, "uses_bias_labels", False),
         "test": final,
-        "train_fit": train_fit,
+        "train_fit": run.train_fit,
         "estimate": estimate,
-        "warnings": run_warnings,
-        **({"restarts": restarts} if restarts else {}),
+        "warnings": run.warnings,
+        **({"restarts": run.restarts} if run.restarts else {}),
         "method": cfg.method.NAME,
         "preset": preset,
-        "wall_time_s": round(time.time() - start_time, 1),
+        "wall_time_s": round(run.elapsed_s + time.time() - start_time, 1),
         "machine": machine_info(device),
+        "provenance": provenance(splits),
         **({"started_from": str(start_from)} if start_from is not None else {}),
     }
-    if shadowing and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
+    if run.shadowing and shadow is not None and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
         results["oracle_view"] = {
             "selection": "oracle", "selection_description": DESCRIPTIONS["oracle"],
-            "selected_epochs": oracle_epochs, "test": shadow.best_metrics["test"],
+            "selected_epochs": run.oracle_epochs, "test": shadow.best_metrics["test"],
         }
     save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out / "results.json", dumps(results, indent=2))
     return results
 
 
@@ -325,21 +421,6 @@ def label_free_estimate(model, test: BiasDataset, phase) -> dict:
     return {**estimate, **{name: summary[key] for key, name in names.items()}}
 
 
-def load_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "final.pt"
-    if not path.is_file():
-        raise RunFolderError(f"checkpoint {path} does not exist; pass a .pt file or a run folder holding checkpoints/final.pt")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunFolderError(f"checkpoint {path} cannot be read ({type(exc).__name__}); it is truncated or not a denetdm checkpoint") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RunFolderError(f"{path} is not a denetdm checkpoint (format {CHECKPOINT_FORMAT})")
-    return ckpt
-
-
 def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False,
                         split: str = "test"):
     """Rebuild a checkpoint's model and data and recompute its test table, or (`split="train"`) how
@@ -354,7 +435,13 @@ def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str
     dev = setup_runtime(cfg)
     splits = create_dataset(cfg.data, with_val=cfg.selection in HELD_OUT, progress=not quiet).to(dev)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        raise RunFolderError(
+            f"checkpoint {path} does not fit its data as it is now ({splits.train.num_classes} classes, inputs "
+            f"{tuple(splits.train.input_shape)}): the data changed since training; evaluate it on the data it was trained on"
+        ) from None
     model.to(dev)
     if split == "train":
         return cfg, evaluate(model, splits.train, model.predictors(), use_bias=False)

@@ -12,7 +12,9 @@ from typing import Dict, Sequence
 
 import torch
 
-from ..config import Config, ModelSpec, OptimConfig
+from ..config import Config
+from ..methods.base import OptimConfig
+from ..models.spec import ModelSpec
 from ..data import create_dataset
 from ..errors import ConfigError
 from ..methods.erm import ERM, ERMConfig

@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 
-from ..config import DataConfig
+from .spec import DataConfig
 from ..errors import ConfigError
 from ..registry import Registry
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..config import DataConfig
+from .spec import DataConfig
 from .base import DATASETS, Splits, data_root, generated_root
 from .colored_mnist import MNIST_FILES, NUM_CLASSES, PALETTE, SEVERITY_STD, TEST_ALIGNED_RATIO, assign_bias, cached, tensor_splits
 from .mnist import load_mnist

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DataConfig
+from .spec import DataConfig
 from ..errors import DataError
 from ..fileio import save_atomic
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root

@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..config import DataConfig
+from .spec import DataConfig
 from ..errors import DataError, one_line
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root
 from ..fileio import file_digest, save_atomic

@@ -103,6 +103,8 @@ import csv
 import json
 import os
 import warnings
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -113,7 +115,7 @@ from PIL import Image
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
-from ..config import DataConfig
+from .spec import DataConfig
 from ..errors import ConfigError, DataError, one_line
 from .base import DATASETS, NORMALIZATION, BiasDataset, Splits, TensorBiasDataset, data_root
 
@@ -833,6 +835,7 @@ def csv_dataset(cfg: DataConfig, progress: bool = True) -> Splits:
                         f"(bias == label means aligned)"
                     )
                 bias[i] = b
+        _check_bias_values(bias.numpy(), num_classes, file)
     num_bias = max(num_classes, int(bias.max()) + 1)
     if "split" in columns:
         codes = []
@@ -916,6 +919,16 @@ def _channels_first(x: np.ndarray, file: Path) -> np.ndarray:
     raise DataError(f"{file}: x has shape {x.shape}; cannot tell the channel axis (1, 3 or 4 channels, first or last)")
 
 
+def _check_bias_values(bias: np.ndarray, num_classes: int, file: Path) -> None:
+    """Bias labels are 0..B-1 (or the class numbers) and -1 where unknown: checked before group tables
+    of that size are built, and so that a typo never turns into "unknown"."""
+    known = np.unique(bias[bias != -1])
+    if len(known) and (known[0] < 0 or known[-1] >= max(len(known), num_classes)):
+        bad = known[0] if known[0] < 0 else known[-1]
+        raise DataError(f"{file}: bias value {bad} is not allowed; bias labels are 0..B-1 (B distinct values, here "
+                        f"{len(known)}, or the class numbers 0..{num_classes - 1}) and -1 where unknown")
+
+
 @DATASETS.register("npz")
 def npz(cfg: DataConfig, progress: bool = True) -> Splits:
     keys = "x (images), y (labels 0..K-1), optional bias and split"
@@ -923,7 +936,7 @@ def npz(cfg: DataConfig, progress: bool = True) -> Splits:
     try:
         with np.load(file, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(
             f"cannot read {file} as .npz ({one_line(exc)}); save it with numpy.savez and plain (non-object) arrays"
         ) from None
@@ -949,16 +962,21 @@ def npz(cfg: DataConfig, progress: bool = True) -> Splits:
     x = torch.from_numpy(np.ascontiguousarray(_channels_first(x, file)))
     if not np.issubdtype(y_np.dtype, np.integer):
         raise DataError(f"{file}: y must hold integers 0..K-1, got dtype {y_np.dtype}")
-    y = torch.from_numpy(y_np.astype(np.int64))
-    num_classes = int(y.max()) + 1 if n else 0
-    if n == 0 or int(y.min()) < 0:
+    if n == 0 or int(y_np.min()) < 0:
         raise DataError(f"{file}: y is empty or negative; labels must be integers 0..K-1")
+    classes = np.unique(y_np)
+    if classes[-1] != len(classes) - 1:  # checked before a head (and group tables) of that size is built
+        raise DataError(f"{file}: y holds {len(classes)} distinct labels but its largest is {classes[-1]}; "
+                        f"labels must be 0..K-1, so renumber them 0..{len(classes) - 1}")
+    y = torch.from_numpy(y_np.astype(np.int64))
+    num_classes = len(classes)
     bias = torch.full_like(y, -1)
     if "bias" in arrays:
         b = arrays["bias"].reshape(-1)
         if len(b) != n or not np.issubdtype(b.dtype, np.integer):
             raise DataError(f"{file}: bias must hold {n} integers (-1 where unknown)")
-        bias = torch.from_numpy(b.astype(np.int64)).clamp(min=-1)
+        _check_bias_values(b, num_classes, file)
+        bias = torch.from_numpy(b.astype(np.int64))
     num_bias = max(num_classes, int(bias.max()) + 1)
     if "split" in arrays:
         s = arrays["split"].reshape(-1)

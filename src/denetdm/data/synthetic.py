@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import DataConfig
+from .spec import DataConfig
 from .base import DATASETS, Splits, TensorBiasDataset
 from .colored_mnist import NUM_CLASSES, SEVERITY_STD, TEST_ALIGNED_RATIO, assign_bias, colorize
 

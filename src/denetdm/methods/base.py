@@ -12,9 +12,21 @@ from typing import Callable, ClassVar, Dict, Iterable, List, Optional, Sequence,
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
-from ..config import OptimConfig
 from ..errors import ConfigError
+
+@dataclass
+class OptimConfig:
+    """One training phase's optimiser and schedule (no LR schedule, as in the paper)."""
+
+    optimizer: str = "adam"  # adam | sgd; weight decay is the coupled L2 term, as in the official code
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only; Adam uses its default betas
+    epochs: int = 100
+    batch_size: int = 64
+
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -68,6 +80,11 @@ def make_optimizer(params: Iterable[nn.Parameter], optim: OptimConfig,
     return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
 
 
+def with_head(backbone: nn.Module, num_classes: int) -> nn.Sequential:
+    """A backbone and a linear classifier over its `out_dim` features."""
+    return nn.Sequential(backbone, nn.Linear(backbone.out_dim, num_classes))
+
+
 class Algorithm(nn.Module):
     """Subclasses set `config_class` and implement the methods below."""
 
@@ -111,7 +128,37 @@ class Algorithm(nn.Module):
         trains and return True to train it again, or False to go on as it is."""
         return False
 
-    def step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+    def train_state(self) -> dict:
+        """What a phase carries beside `state_dict()`: plain values (counters, rates), optimisers and
+        learning-rate schedulers; every such attribute, so a method's own need no code to resume."""
+        state = {"values": {}, "optimizers": {}, "schedulers": {}}
+        for name, value in vars(self).items():
+            if isinstance(value, torch.optim.Optimizer):
+                state["optimizers"][name] = value.state_dict()
+            elif isinstance(value, list) and value and all(isinstance(v, LRScheduler) for v in value):
+                state["schedulers"][name] = [v.state_dict() for v in value]
+            elif isinstance(value, (bool, int, float, str)) and name != "training":
+                state["values"][name] = value
+        return state
+
+    def load_train_state(self, state: dict) -> None:
+        """Put back `train_state()`: the values always, the optimisers and schedulers once `start_phase`
+        has built them (the trainer calls this before `start_phase`, which may read the values, and after)."""
+        for name, value in state["values"].items():
+            setattr(self, name, value)
+        for name, saved in state["optimizers"].items():
+            if isinstance(getattr(self, name, None), torch.optim.Optimizer):
+                getattr(self, name).load_state_dict(saved)
+        for name, saved in state["schedulers"].items():
+            for scheduler, entry in zip(getattr(self, name, None) or [], saved):
+                scheduler.load_state_dict(entry)
+
+    def step(self, loss: torch.Tensor, *optimizers: torch.optim.Optimizer) -> None:
+        """One backward pass of `loss`, then a step of each optimiser (the method's `optimizer` if none
+        is given; LfF, DFA and LC train two networks with one each)."""
+        optimizers = optimizers or (self.optimizer,)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()

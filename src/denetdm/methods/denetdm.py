@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelSpec, OptimConfig
+from ..models.spec import ModelSpec
 from ..errors import ConfigError
 from ..models import create_model
-from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .base import Algorithm, MethodConfig, OptimConfig, Phase, make_optimizer
 from .registry import register_method
 
 
@@ -65,6 +65,12 @@ class DeNetDMConfig(MethodConfig):
     # leaves it to the deep one, as DeNetDM needs; on Colored MNIST 0.1 helped at 1% and hurt badly at 5%
     # (docs/label_free.md), so choose it with `denetdm tune`.
     shallow_lr_scale: float = 1.0
+    # Not in the paper (1 is faithful): when stage 1 ends with the deep branch at chance (the shallow
+    # branch took the bias as well, as on the MNIST background, patch, stripe and corruption biases), the
+    # restart that `stage1_restarts` allows multiplies shallow_lr_scale by this, so that the deep branch
+    # can win the race for the bias; a restart after a partial split (some colours missed, which a plain
+    # restart mends on Colored MNIST) keeps the rate. Label-free: it reads only the training-label fit.
+    chance_restart_shallow_lr_scale: float = 1.0
 
     def validate(self) -> None:
         super().validate()
@@ -74,6 +80,9 @@ class DeNetDMConfig(MethodConfig):
             raise ConfigError(f"method.stage2_oracle_metric={self.stage2_oracle_metric!r} is not a test metric name")
         if self.stage1_restarts < 0:
             raise ConfigError(f"method.stage1_restarts={self.stage1_restarts} must be >= 0")
+        if not 0.0 < self.chance_restart_shallow_lr_scale <= 1.0:
+            raise ConfigError(f"method.chance_restart_shallow_lr_scale={self.chance_restart_shallow_lr_scale} "
+                              "must be in (0, 1]; 1 keeps the rate on a restart")
         if not 0.0 < self.shallow_lr_scale <= 1e3:
             raise ConfigError(f"method.shallow_lr_scale={self.shallow_lr_scale} must be in (0, 1000]; 1 is the paper")
 
@@ -115,6 +124,8 @@ class DeNetDM(Algorithm):
             )
         self.frozen: tuple = ()
         self.stage = "stage1"
+        self.shallow_lr = cfg.shallow_lr_scale  # may be lowered by a restart (chance_restart_shallow_lr_scale)
+        self.deep_at_chance = False  # what the last split check found
 
     def phases(self):
         stage1 = ("stage1_poe", "stage1_deep", "stage1_shallow")
@@ -132,9 +143,9 @@ class DeNetDM(Algorithm):
         scaled = ()
         if phase.name == "stage1":
             trainable = [self.deep, self.shallow, self.head]
-            if self.cfg.shallow_lr_scale != 1.0:  # else one group, as in the paper
+            if self.shallow_lr != 1.0:  # else one group, as in the paper
                 trainable.remove(self.shallow)
-                scaled = ((self.shallow.parameters(), self.cfg.shallow_lr_scale),)
+                scaled = ((self.shallow.parameters(), self.shallow_lr),)
         else:
             self.target_head.load_state_dict(self.head.state_dict())
             for module in (self.deep, self.shallow, self.head):
@@ -181,9 +192,10 @@ class DeNetDM(Algorithm):
         if phase != "stage1":
             return []
         deep, poe = train_fit["stage1_deep"]["accuracy"], train_fit["stage1_poe"]["accuracy"]
+        self.deep_at_chance = deep < 100.0 / self.num_classes + 5.0
         if deep >= SPLIT_WARN_BELOW or train_fit["stage1_deep"].get("worst_class", 0.0) >= EVEN_FIT_ABOVE:
             return []
-        if deep < 100.0 / self.num_classes + 5.0:  # a constant-like deep branch: nothing was left to it
+        if self.deep_at_chance:  # a constant-like deep branch: nothing was left to it
             return [
                 f"stage 1: the deep branch alone fits {deep:.1f}% of the training labels, about chance (both branches "
                 f"{poe:.1f}%): the shallow branch has taken the bias as well, so the depth gap does not separate this "
@@ -203,6 +215,8 @@ class DeNetDM(Algorithm):
         self.deep = create_model(self.cfg.deep, self.input_shape).to(device)
         self.shallow = create_model(self.cfg.shallow, self.input_shape).to(device)
         self.head = nn.Linear(self.deep.out_dim, self.num_classes).to(device)
+        if self.deep_at_chance:
+            self.shallow_lr *= self.cfg.chance_restart_shallow_lr_scale
         return True
 
     def predictors(self):

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelSpec, OptimConfig
+from ..models.spec import ModelSpec
 from ..errors import ConfigError
 from ..models import create_model
-from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .base import Algorithm, MethodConfig, OptimConfig, Phase, make_optimizer
 from .lff import SampleLossEMA, check_gce_ema, generalized_ce, relative_difficulty
 from .registry import register_method
 
@@ -147,11 +147,7 @@ class DFA(Algorithm):
             swap_i = (F.cross_entropy(swap_logits_i, y, reduction="none") * weight).mean()  # Eq. 3, label y
             swap_b = generalized_ce(swap_logits_b, y_swap, self.cfg.q).mean()  # Eq. 3, label y~
             loss = loss + self.cfg.lambda_swap * (swap_i + self.cfg.lambda_swap_align * swap_b)  # Eq. 4
-        self.optimizer_i.zero_grad(set_to_none=True)
-        self.optimizer_b.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_i.step()
-        self.optimizer_b.step()
+        self.step(loss, self.optimizer_i, self.optimizer_b)
         # The official loop steps its StepLR schedulers from iteration curr_step on.
         if self.iteration >= self.cfg.curr_step:
             for scheduler in self.schedulers:

@@ -7,9 +7,9 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelSpec, OptimConfig
+from ..models.spec import ModelSpec
 from ..models import create_model
-from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .base import Algorithm, MethodConfig, OptimConfig, Phase, make_optimizer
 from .registry import register_method
 
 

@@ -16,9 +16,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from ..config import ModelSpec, OptimConfig
+from ..models.spec import ModelSpec
 from ..errors import ConfigError
-from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .base import Algorithm, MethodConfig, OptimConfig, Phase, make_optimizer
 from .lff import classifier
 from .registry import register_method
 

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelSpec, OptimConfig
+from ..models.spec import ModelSpec
 from ..errors import ConfigError
-from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .base import Algorithm, MethodConfig, OptimConfig, Phase, make_optimizer, with_head
 from .dfa import encoder
 from .lff import check_gce_ema, generalized_ce
 from .registry import register_method
@@ -154,19 +154,14 @@ def group_mixup_partners(y: torch.Tensor, a: torch.Tensor, num_classes: int) -> 
     return torch.where(m_count[y] > 0, from_minority, within)
 
 
-def network(cfg: LCConfig, input_shape, num_classes: int) -> nn.Sequential:
-    enc = encoder(cfg, input_shape)
-    return nn.Sequential(enc, nn.Linear(enc.out_dim, num_classes))
-
-
 @register_method
 class LC(Algorithm):
     config_class = LCConfig
 
     def __init__(self, cfg: LCConfig, input_shape, num_classes, num_train):
         super().__init__(cfg, input_shape, num_classes, num_train)
-        self.main = network(cfg, input_shape, num_classes)  # the official model_l
-        self.biased = network(cfg, input_shape, num_classes)  # model_b
+        self.main = with_head(encoder(cfg, input_shape), num_classes)  # the official model_l
+        self.biased = with_head(encoder(cfg, input_shape), num_classes)  # model_b
         self.prior = GroupPrior(num_classes, cfg.ema_alpha, cfg.avg_type)
         self.optimizer_main = self.optimizer_b = None
         self.schedulers = []
@@ -221,11 +216,7 @@ class LC(Algorithm):
         loss_lc = F.cross_entropy(self.main(x) + logit_correction(prior, self.cfg.eta), y)
         loss_b = generalized_ce(logits_b, y, self.cfg.q).mean()
         loss = loss_lc + self.cfg.lambda_dis_align * loss_b
-        self.optimizer_main.zero_grad(set_to_none=True)
-        self.optimizer_b.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_main.step()
-        self.optimizer_b.step()
+        self.step(loss, self.optimizer_main, self.optimizer_b)
         for scheduler in self.schedulers:
             scheduler.step()
         self.iteration += 1

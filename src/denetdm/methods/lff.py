@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelSpec, OptimConfig
+from ..models.spec import ModelSpec
 from ..errors import ConfigError
 from ..models import create_model
-from .base import Algorithm, MethodConfig, Phase, make_optimizer
+from .base import Algorithm, MethodConfig, OptimConfig, Phase, make_optimizer, with_head
 from .registry import register_method
 
 
@@ -110,8 +110,7 @@ def check_gce_ema(cfg) -> None:
 
 
 def classifier(spec: ModelSpec, input_shape, num_classes: int) -> nn.Sequential:
-    backbone = create_model(spec, input_shape)
-    return nn.Sequential(backbone, nn.Linear(backbone.out_dim, num_classes))
+    return with_head(create_model(spec, input_shape), num_classes)
 
 
 @register_method
@@ -155,11 +154,7 @@ class LfF(Algorithm):
         loss_b = generalized_ce(logits_b, y, self.cfg.q).mean()
         loss_d = (ce_d * weight).mean()
         loss = loss_b + loss_d
-        self.optimizer_b.zero_grad(set_to_none=True)
-        self.optimizer_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_b.step()
-        self.optimizer_d.step()
+        self.step(loss, self.optimizer_b, self.optimizer_d)
         values = torch.stack([loss, loss_b, loss_d, weight.mean()]).detach()
         return dict(zip(("loss", "loss_biased", "loss_debiased", "weight"), values.unbind()))
 

@@ -7,7 +7,8 @@ from typing import Tuple
 
 from torch import nn
 
-from ..config import ModelSpec
+from .spec import ModelSpec
+from ..errors import ConfigError
 from ..registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -25,7 +26,8 @@ class MLP(nn.Module):
         super().__init__()
         depth, width = spec.depth, spec.width
         if depth < 2:
-            raise ValueError("an MLP backbone needs depth >= 2 (one hidden layer plus the head)")
+            raise ConfigError(f"an MLP backbone needs depth >= 2 (one hidden layer plus the head), got {depth}; "
+                              "set method.<model>.depth=2 or more")
         layers, fan_in = [nn.Flatten()], math.prod(input_shape)
         for _ in range(depth - 1):
             layers += [nn.Linear(fan_in, width), nn.ReLU()]

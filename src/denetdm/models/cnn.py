@@ -5,7 +5,7 @@ from typing import Tuple
 
 from torch import Tensor, nn
 
-from ..config import ModelSpec
+from .spec import ModelSpec
 from ..errors import ConfigError
 from . import MODELS
 

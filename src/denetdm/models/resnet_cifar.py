@@ -10,7 +10,7 @@ from typing import Callable, Tuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelSpec
+from .spec import ModelSpec
 from . import MODELS
 from .cnn import check_input, reject_pretrained
 

@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ..config import ModelSpec
+from .spec import ModelSpec
 from ..errors import ConfigError
 from . import MODELS
 from .cnn import check_input
