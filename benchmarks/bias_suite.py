@@ -15,7 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
-from denetdm.benchmark import ON_COLORED_MNIST_PRESETS, estimate_error, plan, read_records, run_benchmark
+from denetdm.benchmark import ON_COLORED_MNIST_PRESETS, plan, read_records, run_benchmark
+from denetdm.reports import estimate_error
 
 HERE = Path(__file__).resolve().parent
 SCHEDULE_KEYS = {"denetdm": ("stage1", "stage2"), "lff": ("optim",), "erm": ("optim",), "jtt": ("upweighted",),

@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from denetdm.benchmark import estimate_error, paper_reference, read_records
+from denetdm.benchmark import read_records
+from denetdm.reports import estimate_error, paper_reference
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

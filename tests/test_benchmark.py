@@ -10,6 +10,8 @@ from denetdm.cli import main
 from denetdm.config import load_config
 from denetdm.training import train
 from denetdm.errors import ConfigError, RunFolderError
+from denetdm.metrics import SUMMARY_KEYS
+from denetdm.reports import write_ablation_report, write_reports
 
 TINY = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=1", "method.stage2.epochs=1"]
 TINY_ERM = ["data.name=synthetic", "device=cpu", "method.optim.epochs=1"]
@@ -41,7 +43,7 @@ def test_resume_skips_finished_runs_and_reports(tmp_path, monkeypatch):
     assert (out / "accuracy_vs_ratio.png").stat().st_size > 1000
     # A method's warnings about its own run (DeNetDM's stage-1 split check) are listed under the tables.
     assert all(isinstance(r["warnings"], list) for r in records)
-    bench.write_reports(out, [{**records[0], "warnings": ["stage 1: split"]}, *records[1:]])
+    write_reports(out, [{**records[0], "warnings": ["stage 1: split"]}, *records[1:]])
     assert f"## Runs with warnings\n\n- `{records[0]['key']}`: stage 1: split" in (out / "table.md").read_text()
     # A results folder from other overrides is refused, and nothing in it is touched.
     before = (out / "results.jsonl").read_text()
@@ -74,7 +76,7 @@ def test_one_phase_oracle_is_read_off_the_last_run(tmp_path, monkeypatch):
     alone = bench.run_benchmark(tmp_path / "alone", specs[1:], tiny, quiet=True)[0]
     assert calls[1:] == ["erm_r0.05_s0_oracle"] and "derived_from" not in alone
     assert derived["selected_epochs"] == alone["selected_epochs"] and derived["config_hash"] == alone["config_hash"]
-    for metric in bench.METRICS:
+    for metric in SUMMARY_KEYS:
         assert derived["test"][metric] == alone["test"][metric]
     # Resuming with the oracle column already derived runs nothing.
     bench.run_benchmark(tmp_path / "both", specs, tiny, quiet=True)
@@ -98,7 +100,7 @@ def test_two_phase_oracle_continues_from_the_last_run(tmp_path, monkeypatch):
     alone = bench.run_benchmark(tmp_path / "alone", specs[1:], tiny, quiet=True)[0]
     assert starts[-1] == ("denetdm_r0.05_s0_oracle", None)
     assert shared["selected_epochs"] == alone["selected_epochs"]
-    for metric in bench.METRICS:
+    for metric in SUMMARY_KEYS:
         assert shared["test"][metric] == alone["test"][metric]
     # Continuing from the checkpoint always reproduces the from-scratch oracle run, whichever path
     # the benchmark took above; the stage-1 records are taken over, not retrained.
@@ -202,7 +204,7 @@ def test_ablation_grid_runs_variants_and_reports(tmp_path):
     assert [s.key for s in specs] == ["denetdm-deep5_shallow5_r0.01_s0_last", "denetdm-deep5_shallow3_r0.01_s0_last"]
     assert "method.shallow.depth=5" in specs[0].overrides(TINY)
     records = bench.run_benchmark(tmp_path, specs, TINY, quiet=True)
-    bench.write_ablation_report(tmp_path, "table5", records)
+    write_ablation_report(tmp_path, "table5", bench.ABLATIONS["table5"], records)
     text = (tmp_path / "table5.md").read_text()
     assert "deep5_shallow3" in text and "stage1_shallow conflicting" in text and "83.17" in text
     with pytest.raises(ConfigError, match="unknown ablation"):

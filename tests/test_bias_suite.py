@@ -3,7 +3,7 @@ generated reproducibly and verified by checksum."""
 import pytest
 import torch
 
-from denetdm.config import DataConfig
+from denetdm.data.spec import DataConfig
 from denetdm.data import create_dataset, list_datasets
 from denetdm.data.bias_suite import BIAS_TYPES, PATCH_CORNERS, PATCH_SIZE, suite_cache_path
 from denetdm.data.colored_mnist import PALETTE, tensor_digest

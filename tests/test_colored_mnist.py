@@ -2,7 +2,7 @@
 import torch
 import pytest
 
-from denetdm.config import DataConfig
+from denetdm.data.spec import DataConfig
 from denetdm.data import create_dataset
 from denetdm.data.colored_mnist import PALETTE, assign_bias, cache_path, colorize
 from denetdm.data.mnist import load_mnist

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from denetdm.config import DataConfig
+from denetdm.data.spec import DataConfig
 from denetdm.data import create_dataset
 from denetdm.data import corruptions as C
 from denetdm.data.corrupted_cifar10 import cache_path

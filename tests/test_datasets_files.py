@@ -1,4 +1,4 @@
-"""File-backed datasets (data/images.py) on tiny fixtures written in each release's true format."""
+"""File-backed datasets (data/files.py, photos.py, user_data.py) on tiny fixtures written in each release's true format."""
 import io
 import json
 
@@ -7,15 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from denetdm.config import DataConfig
+from denetdm.data.spec import DataConfig
 from denetdm.data import create_dataset
-from denetdm.data.images import (
-    BAR_CLASSES,
-    ImageFileDataset,
-    attribute_group,
-    celeba_paper_group,
-    check_images,
-)
+from denetdm.data.files import ImageFileDataset, check_images
+from denetdm.data.photos import BAR_CLASSES, attribute_group, celeba_paper_group
 from denetdm.errors import DataError
 
 CELEBA_ATTRS = (

@@ -73,7 +73,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import parse_list, plan, plan_ablation, run_benchmark, write_ablation_report
+    from .benchmark import ABLATIONS, parse_list, plan, plan_ablation, run_benchmark
+    from .reports import write_ablation_report
 
     selections = parse_list(args.selections, str, "selections")
     if args.ablation:
@@ -86,7 +87,7 @@ def cmd_benchmark(args) -> int:
         )
     records = run_benchmark(Path(args.out), specs, args.overrides, args.workers, args.quiet)
     if args.ablation:
-        write_ablation_report(Path(args.out), args.ablation, [r for r in records if r.get("variant")])
+        write_ablation_report(Path(args.out), args.ablation, ABLATIONS[args.ablation], [r for r in records if r.get("variant")])
         print((Path(args.out) / f"{args.ablation}.md").read_text())
         return 0
     print((Path(args.out) / "table.md").read_text())
