@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import DenetdmError
+from .errors import DenetdmError, one_line
 
 
 DEFAULT_PRESET = "colored_mnist"
@@ -238,7 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except DenetdmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)  # a file name may hold a newline: still one line
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,15 +1,15 @@
-"""The training loop, evaluation, run folders and checkpoints.
+"""The training loop, evaluation and run folders.
 
-`train` reads top to bottom: build data and method, then for each of the method's
-phases run epochs of `update` calls over shuffled index slices, evaluate, let the
-selection protocol keep the chosen epoch, check the phase label-free (the method may ask
-to train it again from fresh weights) and checkpoint. Bias labels are touched only by
-evaluation and by the opt-in oracle protocol.
+`train` builds data and method, then `Trainer.run` goes through the method's phases: each
+`run_phase` trains an attempt (`train_attempt`: epochs of `update` calls over shuffled index
+slices, each evaluated, scored by the selection protocol, logged and saved as a resume point),
+restores the kept epoch, checks the phase label-free (the method may ask to train it again from
+fresh weights) and checkpoints it. Bias labels are touched only by evaluation and by the opt-in
+oracle protocol. Checkpoints and the resume point: `checkpoints.py`; the oracle twin: `oracle_twin.py`.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
@@ -35,6 +35,7 @@ from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load
                           rng_state, save_resume_point, set_rng_state, write_status)
 from .errors import ConfigError, DenetdmError, RunFolderError, one_line
 from .fileio import dumps, save_atomic, write_text_atomic
+from . import oracle_twin
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
 from .selection import DESCRIPTIONS, HELD_OUT, Selector
@@ -145,14 +146,6 @@ def default_run_dir(preset: str) -> Path:
     return Path("runs") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def load_oracle_start(path: Path, cfg: Config) -> dict:
-    """The state an oracle run takes over from a finished run of the same config (see `train`)."""
-    ckpt = load_checkpoint(path)
-    if cfg.selection != "oracle" or {**ckpt["config"], "selection": "oracle"} != cfg.to_dict():
-        raise RunFolderError(f"{path} was saved for another config; an oracle run can only continue a run of its own config")
-    return ckpt
-
-
 def setup_runtime(cfg: Config) -> torch.device:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -227,7 +220,9 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     point = load_resume_point(out) if resume else None
     write_status(out, "running")
     try:
-        results = _train(cfg, out, quiet, preset, start_from, splits, model, device, point)
+        results = Trainer(cfg, out, quiet, preset, splits, model, device, point, start_from).run()
+        save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
+        write_text_atomic(out / "results.json", dumps(results, indent=2))
     except BaseException as exc:
         write_status(out, "failed", one_line(exc) or type(exc).__name__)
         raise
@@ -236,38 +231,77 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     return results
 
 
-def _train(cfg, out, quiet, preset, start_from, splits, model, device, point) -> dict:
-    start_time = time.time()
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
-    phases = model.phases()
-    # Selection never changes how a phase trains, only where the next phase starts. So a run that does
-    # not select by oracle shadows that protocol: while every earlier phase would have kept the same
-    # epoch, the oracle run is this run, and its numbers are read off here (`oracle_view`); after a
-    # phase, the state an oracle run would start the next one from is saved (`oracle_start.pt`), so an
-    # oracle twin trains only the phases after it (`start_from`).
-    run = RunState(shadowing=cfg.selection != "oracle" and splits.test.has_bias and start_from is None)
-    if point is not None:
-        run = RunState(**point["run"])
-    shadow = None
+class Trainer:
+    """One run of a method over its phases: `run()` reads top to bottom, one `run_phase` per phase;
+    each phase's attempt is `train_attempt`, one epoch `train_epoch`."""
 
-    def check_phase(phase) -> List[str]:
-        """How well the phase's selected predictors fit the training labels (label-free), and what the
-        method makes of it, as soon as the phase ends."""
-        run.train_fit[phase.name] = evaluate(model, splits.train, phase.predictors, use_bias=False)
-        return model.phase_warnings(phase.name, run.train_fit[phase.name])
+    def __init__(self, cfg: Config, out: Path, quiet: bool, preset: str, splits: Splits, model, device: torch.device,
+                 point: Optional[dict], start_from: Optional[Path]):
+        self.cfg, self.out, self.quiet, self.preset = cfg, out, quiet, preset
+        self.splits, self.model, self.device = splits, model, device
+        self.point, self.start_from = point, start_from
+        self.start_time = time.time()
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.eval_splits = {"test": splits.test, **({"val": splits.val} if splits.val is not None else {})}
+        self.phases = model.phases()
+        # A run that does not select by oracle shadows that protocol (oracle_twin.py).
+        shadowing = cfg.selection != "oracle" and splits.test.has_bias and start_from is None
+        self.run_state = RunState(**point["run"]) if point is not None else RunState(shadowing=shadowing)
+        self.shadow: Optional[Selector] = None  # the oracle shadow of the phase trained last
+        self.log = None
 
-    def train_phase(phase, final_phase: bool, log) -> Optional[Selector]:
-        """Train one attempt at `phase` and restore its selected epoch; returns the oracle shadow, if any."""
-        nonlocal point
+    def run(self) -> dict:
+        run, log_path = self.run_state, self.out / "metrics.jsonl"
+        with open(log_path, "a") as self.log:
+            kept = self.point["log_bytes"] if self.point is not None else 0
+            self.log.truncate(kept)  # drop the records of epochs the resume point does not hold
+            self.log.seek(kept)
+            if self.point is not None:
+                set_rng_state(self.point["rng"], self.shuffle)
+            elif self.start_from is not None:
+                oracle_twin.take_over(self.start_from, self.cfg, self.model, self.shuffle, run, self.log)
+            for i, phase in enumerate(self.phases):
+                if phase.name not in run.finished:
+                    self.run_phase(phase, final_phase=i == len(self.phases) - 1)
+        return self.results()
+
+    def run_phase(self, phase, final_phase: bool) -> None:
+        """Train the phase (unless an oracle start brought it), check it label-free, train it again
+        from fresh weights while the method asks to (an opt-in deviation from the paper; never the
+        final phase), and checkpoint its selected epoch."""
+        run, trained = self.run_state, False
+        while True:
+            if phase.name not in run.selected:
+                self.shadow = self.train_attempt(phase, final_phase)
+                trained = True
+            run.train_fit[phase.name] = evaluate(self.model, self.splits.train, phase.predictors, use_bias=False)
+            messages = self.model.phase_warnings(phase.name, run.train_fit[phase.name])
+            if not messages or final_phase or not self.model.restart_phase(phase.name, len(run.restarts.get(phase.name, []))):
+                break
+            run.restarts.setdefault(phase.name, []).append(" ".join(messages))
+            del run.selected[phase.name]
+            warnings.warn(f"{run.restarts[phase.name][-1]} [restart {len(run.restarts[phase.name])}: training "
+                          f"{phase.name} again from fresh weights]", stacklevel=2)
+        for message in messages:
+            warnings.warn(message, stacklevel=2)
+            run.warnings.append(message)
+        if trained:
+            save_atomic(checkpoint_dict(self.cfg, self.model, phase.name, run.selected[phase.name]),
+                        self.out / "checkpoints" / f"{phase.name}.pt")
+        run.finished.append(phase.name)
+
+    def train_attempt(self, phase, final_phase: bool) -> Optional[Selector]:
+        """Train one attempt at `phase` (from the resume point where there is one) and restore its
+        selected epoch; returns the oracle shadow, if any."""
+        model, run, point = self.model, self.run_state, self.point
         attempt = len(run.restarts.get(phase.name, []))
         resuming = point is not None and point["phase"] == phase.name and point["attempt"] == attempt
         if resuming:  # start_phase may read the weights (JTT's identification model) and values (rates)
             model.load_state_dict(point["model"])
             model.load_train_state(point["train_state"])
-        pool = model.start_phase(phase, splits.train)
-        pool = torch.arange(len(splits.train)) if pool is None else pool.cpu()
-        selector = Selector(cfg.selection, phase, proxy_metric=cfg.proxy_metric)
+        pool = model.start_phase(phase, self.splits.train)
+        pool = torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
+        selector = Selector(self.cfg.selection, phase, proxy_metric=self.cfg.proxy_metric)
         shadow = Selector("oracle", phase, keep_weights=not final_phase) if run.shadowing else None
         first_epoch = 0
         if resuming:
@@ -277,53 +311,19 @@ def _train(cfg, out, quiet, preset, start_from, splits, model, device, point) ->
             selector.load(point["selector"])
             if shadow is not None:
                 shadow.load(point["shadow"])
-            set_rng_state(point["rng"], shuffle)
-            first_epoch, point = point["epoch"] + 1, None
-        steps = (len(pool) // phase.optim.batch_size if phase.drop_last else -(-len(pool) // phase.optim.batch_size))
+            set_rng_state(point["rng"], self.shuffle)
+            first_epoch, self.point = point["epoch"] + 1, None
+        size = phase.optim.batch_size
+        steps = len(pool) // size if phase.drop_last else -(-len(pool) // size)
         bar = tqdm(total=steps * phase.optim.epochs, initial=steps * first_epoch, desc=phase.name, unit="step",
-                   disable=quiet, dynamic_ncols=True)
+                   disable=self.quiet, dynamic_ncols=True)
         for epoch in range(first_epoch, phase.optim.epochs):
-            model.train()
-            totals: Dict[str, float] = {}
-            order = pool[torch.randperm(len(pool), generator=shuffle)]
-            for batch in splits.train.batches(order, phase.optim.batch_size, phase.drop_last):
-                for key, value in model.update(batch).items():
-                    totals[key] = totals.get(key, 0.0) + value
-                bar.update()
-            record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}), "epoch": epoch,
-                      "time_s": round(run.elapsed_s + time.time() - start_time, 2)}
-            record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
-            bad = [k for k, v in record.items() if k.startswith("train_") and not math.isfinite(v)]
-            if bad:
-                last_good = f"epoch {epoch - 1} in {out / 'checkpoints' / RESUME}" if epoch else "none in this phase"
-                raise TrainingDiverged(
-                    f"{phase.name}, epoch {epoch}: the training loss is not finite ({', '.join(bad)}); the run stopped "
-                    f"(last good state: {last_good}); lower the learning rate (method.*.lr) and train again")
-            last = epoch == phase.optim.epochs - 1
-            if (epoch + 1) % cfg.eval_every == 0 or last:
-                metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
-                           for name, split in eval_splits.items()}
-                selector.observe(epoch, metrics, model)
-                if shadow is not None:
-                    shadow.observe(epoch, metrics, model)
-                record.update(metrics)
-                monitor = metrics["test"][phase.monitor]
-                bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}", test_acc=f"{monitor['accuracy']:.1f}")
-            log.write(dumps(record) + "\n")
-            log.flush()
-            save_resume_point(out, {
-                "phase": phase.name, "attempt": attempt, "epoch": epoch, "pool": pool, "model": model.state_dict(),
-                "train_state": model.train_state(), "selector": selector.state(),
-                "shadow": shadow.state() if shadow is not None else None, "rng": rng_state(shuffle, device),
-                "log_bytes": log.tell(), "run": {**asdict(run), "elapsed_s": run.elapsed_s + time.time() - start_time}})
+            self.train_epoch(phase, attempt, epoch, pool, steps, selector, shadow, bar)
         bar.close()
         if shadow is not None:
             run.oracle_epochs[phase.name] = shadow.best_epoch
             if not final_phase:
-                save_atomic({**checkpoint_dict(cfg, model, phase.name, shadow.best_epoch, shadow.best_state),
-                             "selected_epochs": dict(run.oracle_epochs), "rng": rng_state(shuffle, device),
-                             "restarts": {k: list(v) for k, v in run.restarts.items()}},
-                            out / "checkpoints" / "oracle_start.pt")
+                oracle_twin.save_start(self.out, self.cfg, model, phase.name, shadow, run, self.shuffle, self.device)
                 # Restarting reads the selected epoch, so an oracle run restarts alike only from the same one.
                 run.shadowing = shadow.best_epoch == selector.best_epoch
         selector.restore(model)
@@ -332,79 +332,75 @@ def _train(cfg, out, quiet, preset, start_from, splits, model, device, point) ->
             run.scores[phase.name] = selector.best_score
         return shadow
 
-    log_path = out / "metrics.jsonl"
-    with open(log_path, "a") as log:
-        kept = point["log_bytes"] if point is not None else 0
-        log.truncate(kept)  # drop the records of epochs the resume point does not hold
-        log.seek(kept)
-        if point is not None:
-            set_rng_state(point["rng"], shuffle)
-        elif start_from is not None:
-            start = load_oracle_start(start_from, cfg)
-            taken = start["selected_epochs"]
-            run.restarts.update(start.get("restarts", {}))
-            source = Path(start_from).parent.parent / "metrics.jsonl"
-            for line in source.read_text().splitlines(True):
-                rec = json.loads(line)
-                if rec["phase"] in taken and rec.get("attempt", 0) <= len(run.restarts.get(rec["phase"], [])):
-                    log.write(line)
-            model.load_state_dict(start["state_dict"])
-            set_rng_state(start["rng"], shuffle)
-            run.selected.update(taken)
-        for i, phase in enumerate(phases):
-            if phase.name in run.finished:
-                continue
-            final_phase = i == len(phases) - 1
-            trained = False
-            while True:
-                if phase.name not in run.selected:
-                    shadow = train_phase(phase, final_phase, log)
-                    trained = True
-                messages = check_phase(phase)
-                # The method may start a phase again from fresh weights when its check warns (an opt-in
-                # deviation from the paper); the final phase is never restarted.
-                if not messages or final_phase or not model.restart_phase(phase.name, len(run.restarts.get(phase.name, []))):
-                    break
-                run.restarts.setdefault(phase.name, []).append(" ".join(messages))
-                del run.selected[phase.name]
-                warnings.warn(f"{run.restarts[phase.name][-1]} [restart {len(run.restarts[phase.name])}: training "
-                              f"{phase.name} again from fresh weights]", stacklevel=2)
-            for message in messages:
-                warnings.warn(message, stacklevel=2)
-                run.warnings.append(message)
-            if trained:
-                save_atomic(checkpoint_dict(cfg, model, phase.name, run.selected[phase.name]),
-                            out / "checkpoints" / f"{phase.name}.pt")
-            run.finished.append(phase.name)
-    final = evaluate(model, splits.test, model.predictors(), groups=True)
-    estimate = label_free_estimate(model, splits.test, phases[-1])
-    results = {
-        "selection": cfg.selection,
-        "selection_description": DESCRIPTIONS[cfg.selection],
-        "selected_epochs": run.selected,
-        **({"selection_scores": run.scores} if run.scores else {}),
-        "deployed": phases[-1].monitor,
-        "uses_bias_labels": getattr(model, "uses_bias_labels", False),
-        "test": final,
-        "train_fit": run.train_fit,
-        "estimate": estimate,
-        "warnings": run.warnings,
-        **({"restarts": run.restarts} if run.restarts else {}),
-        "method": cfg.method.NAME,
-        "preset": preset,
-        "wall_time_s": round(run.elapsed_s + time.time() - start_time, 1),
-        "machine": machine_info(device),
-        "provenance": provenance(splits),
-        **({"started_from": str(start_from)} if start_from is not None else {}),
-    }
-    if run.shadowing and shadow is not None and shadow.best_metrics is not None:  # a phase of 0 epochs selects nothing
-        results["oracle_view"] = {
-            "selection": "oracle", "selection_description": DESCRIPTIONS["oracle"],
-            "selected_epochs": run.oracle_epochs, "test": shadow.best_metrics["test"],
+    def train_epoch(self, phase, attempt: int, epoch: int, pool, steps: int, selector, shadow, bar) -> None:
+        """One pass of `update` over the shuffled pool, a stop on a non-finite loss, the evaluation the
+        selection protocol scores, one metrics record, and a resume point."""
+        model, run = self.model, self.run_state
+        model.train()
+        totals: Dict[str, float] = {}
+        order = pool[torch.randperm(len(pool), generator=self.shuffle)]
+        for batch in self.splits.train.batches(order, phase.optim.batch_size, phase.drop_last):
+            for key, value in model.update(batch).items():
+                totals[key] = totals.get(key, 0.0) + value
+            bar.update()
+        record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}), "epoch": epoch,
+                  "time_s": round(self.elapsed(), 2)}
+        record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
+        bad = [k for k, v in record.items() if k.startswith("train_") and not math.isfinite(v)]
+        if bad:
+            last_good = f"epoch {epoch - 1} in {self.out / 'checkpoints' / RESUME}" if epoch else "none in this phase"
+            raise TrainingDiverged(
+                f"{phase.name}, epoch {epoch}: the training loss is not finite ({', '.join(bad)}); the run stopped "
+                f"(last good state: {last_good}); lower the learning rate (method.*.lr) and train again")
+        if (epoch + 1) % self.cfg.eval_every == 0 or epoch == phase.optim.epochs - 1:
+            metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
+                       for name, split in self.eval_splits.items()}
+            selector.observe(epoch, metrics, model)
+            if shadow is not None:
+                shadow.observe(epoch, metrics, model)
+            record.update(metrics)
+            bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}",
+                            test_acc=f"{metrics['test'][phase.monitor]['accuracy']:.1f}")
+        self.log.write(dumps(record) + "\n")
+        self.log.flush()
+        save_resume_point(self.out, {
+            "phase": phase.name, "attempt": attempt, "epoch": epoch, "pool": pool, "model": model.state_dict(),
+            "train_state": model.train_state(), "selector": selector.state(),
+            "shadow": shadow.state() if shadow is not None else None, "rng": rng_state(self.shuffle, self.device),
+            "log_bytes": self.log.tell(), "run": {**asdict(run), "elapsed_s": self.elapsed()}})
+
+    def elapsed(self) -> float:
+        return self.run_state.elapsed_s + time.time() - self.start_time
+
+    def results(self) -> dict:
+        run, model, splits, phases, cfg = self.run_state, self.model, self.splits, self.phases, self.cfg
+        final = evaluate(model, splits.test, model.predictors(), groups=True)
+        results = {
+            "selection": cfg.selection,
+            "selection_description": DESCRIPTIONS[cfg.selection],
+            "selected_epochs": run.selected,
+            **({"selection_scores": run.scores} if run.scores else {}),
+            "deployed": phases[-1].monitor,
+            "uses_bias_labels": getattr(model, "uses_bias_labels", False),
+            "test": final,
+            "train_fit": run.train_fit,
+            "estimate": label_free_estimate(model, splits.test, phases[-1]),
+            "warnings": run.warnings,
+            **({"restarts": run.restarts} if run.restarts else {}),
+            "method": cfg.method.NAME,
+            "preset": self.preset,
+            "wall_time_s": round(self.elapsed(), 1),
+            "machine": machine_info(self.device),
+            "provenance": provenance(splits),
+            **({"started_from": str(self.start_from)} if self.start_from is not None else {}),
         }
-    save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
-    write_text_atomic(out / "results.json", dumps(results, indent=2))
-    return results
+        shadow = self.shadow
+        if run.shadowing and shadow is not None and shadow.best_metrics is not None:  # 0 epochs select nothing
+            results["oracle_view"] = {
+                "selection": "oracle", "selection_description": DESCRIPTIONS["oracle"],
+                "selected_epochs": run.oracle_epochs, "test": shadow.best_metrics["test"],
+            }
+        return results
 
 
 def label_free_estimate(model, test: BiasDataset, phase) -> dict:
