@@ -23,8 +23,19 @@ SCHEDULE_KEYS = {"denetdm": ("stage1", "stage2"), "lff": ("optim",), "erm": ("op
                  "dfa": ("optim",)}
 
 
+DFA_PRESET_STEPS = {"curr_step": 10000, "lr_decay_step": 10000}  # of the 214-epoch preset
+
+
 def schedule(method: str, epochs: int) -> list:
-    return [f"method.{k}.epochs={epochs}" for k in SCHEDULE_KEYS[method]] if epochs else []
+    """Every phase shortened to `epochs`; DFA's feature swap and learning-rate decay start at about the same
+    fraction of its training as in the preset (they are counted in steps, which a shorter schedule would
+    never reach)."""
+    if not epochs:
+        return []
+    out = [f"method.{k}.epochs={epochs}" for k in SCHEDULE_KEYS[method]]
+    if method == "dfa":
+        out += [f"method.{k}={round(v * epochs / 214)}" for k, v in DFA_PRESET_STEPS.items()]
+    return out
 
 
 def report(out: Path, datasets, methods) -> None:

@@ -1,6 +1,7 @@
 """The benchmark runner: grid, resume, consistency checks, reports."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -255,3 +256,54 @@ def test_ctrl_c_stops_parallel_runs_at_once(tmp_path, to_group, sig):
     else:
         pytest.fail("processes of the stopped benchmark are still running")
     assert (out / "results.jsonl").read_text() == ""
+
+
+def test_workers_die_with_a_parent_killed_outright_and_their_runs_resume(tmp_path):
+    """SIGKILL (or the OOM killer) gives the parent no chance to stop its workers: the kernel must."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    args = ["benchmark", "--methods", "erm", "--ratios", "0.02,0.05", "--seeds", "0", "--selections", "last",
+            "--workers", "2", "--out", str(out), "-q", "data.name=synthetic", "device=cpu", "threads=1"]
+    cmd = [sys.executable, "-c", "import sys; from denetdm.cli import main; sys.exit(main())", *args]
+    proc = subprocess.Popen([*cmd, "method.optim.epochs=100000"], start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while len(list((out / "runs").glob("*/checkpoints/resume.pt"))) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
+        assert len(children) >= 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        for _ in range(80):
+            alive = [c for c in children if Path(f"/proc/{c}").exists() and _state(c) != "Z"]
+            if not alive:
+                break
+            time.sleep(0.25)
+        else:
+            pytest.fail(f"workers {alive} outlived their killed parent")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # The killed runs are left as they were, to resume: a running status and their resume points.
+    assert {json.loads(p.read_text())["status"] for p in (out / "runs").glob("*/status.json")} == {"running"}
+
+
+def _parent(proc_dir) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
