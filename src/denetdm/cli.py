@@ -1,4 +1,4 @@
-"""The `denetdm` command: train, evaluate, list, config."""
+"""The `denetdm` command: train, evaluate, predict, export, benchmark, tune, analyze, list, config."""
 from __future__ import annotations
 
 import argparse
@@ -69,6 +69,27 @@ def cmd_evaluate(args) -> int:
         print(json.dumps(results, indent=2))
     else:
         print(format_table(results, cfg.selection, title=TRAIN_FIT_TITLE if args.split == "train" else ""))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .deploy import default_output, load_run, predict, read_inputs, write_predictions
+
+    model = load_run(Path(args.run), device=args.device or "cpu")
+    ids, images = read_inputs(Path(args.input), model.input_shape)
+    probs = predict(model, images)
+    out = Path(args.out) if args.out else default_output(args.run)
+    write_predictions(out, ids, probs, model.class_names)
+    counts = {name: int((probs.argmax(1) == k).sum()) for k, name in enumerate(model.class_names)}
+    print(f"{len(ids)} predictions in {out}; per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .deploy import default_output, export, load_run
+
+    out = export(load_run(Path(args.run)), args.format, Path(args.out) if args.out else default_output(args.run, args.format))
+    print(f"exported the deployed model ({args.format}) to {out}")
     return 0
 
 
@@ -175,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train: how well each predictor fits the training labels (label-free)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class probabilities of a run's deployed model on new images")
+    p.add_argument("run", help="run folder (or its final.pt)")
+    p.add_argument("input", help="an image, a folder of images, a CSV with a path column, or an .npz with x")
+    p.add_argument("--out", help="CSV to write (default: RUN/predictions.csv)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a run's deployed model as ONNX, TorchScript or safetensors")
+    p.add_argument("run", help="run folder (or its final.pt)")
+    p.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), default="onnx")
+    p.add_argument("--out", help="file to write (default: RUN/model.<ext>)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="methods x ratios x seeds, resumable, with tables beside the paper's")
     p.add_argument("--methods", default="denetdm,erm")

@@ -36,6 +36,7 @@ from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load
 from .errors import ConfigError, DenetdmError, RunFolderError, one_line
 from .fileio import dumps, save_atomic, write_text_atomic
 from . import oracle_twin
+from .deploy import data_meta
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
 from .selection import DESCRIPTIONS, HELD_OUT, Selector
@@ -221,7 +222,8 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     write_status(out, "running")
     try:
         results = Trainer(cfg, out, quiet, preset, splits, model, device, point, start_from).run()
-        save_atomic(checkpoint_dict(cfg, model, "final", None), out / "checkpoints" / "final.pt")
+        save_atomic({**checkpoint_dict(cfg, model, "final", None), "meta": data_meta(splits)},
+                    out / "checkpoints" / "final.pt")
         write_text_atomic(out / "results.json", dumps(results, indent=2))
     except BaseException as exc:
         write_status(out, "failed", one_line(exc) or type(exc).__name__)

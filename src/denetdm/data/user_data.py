@@ -266,10 +266,7 @@ def _check_bias_values(bias: np.ndarray, num_classes: int, file: Path) -> None:
                         f"{len(known)}, or the class numbers 0..{num_classes - 1}) and -1 where unknown")
 
 
-@DATASETS.register("npz")
-def npz(cfg: DataConfig, progress: bool = True) -> Splits:
-    keys = "x (images), y (labels 0..K-1), optional bias and split"
-    file = _user_file(cfg, "npz", "file.npz", f"it holds arrays {keys}")
+def _read_npz(file: Path, needed: Sequence[str], keys: str) -> dict:
     try:
         with np.load(file, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -277,26 +274,44 @@ def npz(cfg: DataConfig, progress: bool = True) -> Splits:
         raise DataError(
             f"cannot read {file} as .npz ({one_line(exc)}); save it with numpy.savez and plain (non-object) arrays"
         ) from None
-    lacking = [k for k in ("x", "y") if k not in arrays]
+    lacking = [k for k in needed if k not in arrays]
     if lacking:
         raise DataError(
             f"{file} lacks the array(s) {', '.join(lacking)} (has: {', '.join(arrays) or 'none'}); it needs {keys}"
         )
-    x, y_np = arrays["x"], arrays["y"].reshape(-1)
-    n = len(x)
-    if len(y_np) != n:
-        raise DataError(f"{file}: x has {n} images but y has {len(y_np)} labels")
+    return arrays
+
+
+def _images_uint8(x: np.ndarray, file: Path) -> torch.Tensor:
+    """uint8 (N, C, H, W) from uint8 0..255 or float [0, 1] images, channels first or last."""
     if np.issubdtype(x.dtype, np.floating):
-        if n and (np.nanmin(x) < 0 or np.nanmax(x) > 1 or np.isnan(x).any()):
+        if len(x) and (np.nanmin(x) < 0 or np.nanmax(x) > 1 or np.isnan(x).any()):
             raise DataError(f"{file}: float x must lie in [0, 1]; store 0..255 values as uint8")
         x = np.round(x * 255.0).astype(np.uint8)
     elif np.issubdtype(x.dtype, np.integer):
-        if n and (x.min() < 0 or x.max() > 255):
+        if len(x) and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{file}: integer x must lie in 0..255")
         x = x.astype(np.uint8)
     else:
         raise DataError(f"{file}: x has dtype {x.dtype}; use uint8 or float in [0, 1]")
-    x = torch.from_numpy(np.ascontiguousarray(_channels_first(x, file)))
+    return torch.from_numpy(np.ascontiguousarray(_channels_first(x, file)))
+
+
+def npz_images(file: Path) -> torch.Tensor:
+    """The `x` images of an .npz as training reads them (for `denetdm predict`)."""
+    return _images_uint8(_read_npz(Path(file), ("x",), "x (images)")["x"], file)
+
+
+@DATASETS.register("npz")
+def npz(cfg: DataConfig, progress: bool = True) -> Splits:
+    keys = "x (images), y (labels 0..K-1), optional bias and split"
+    file = _user_file(cfg, "npz", "file.npz", f"it holds arrays {keys}")
+    arrays = _read_npz(file, ("x", "y"), keys)
+    y_np = arrays["y"].reshape(-1)
+    x = _images_uint8(arrays["x"], file)
+    n = len(x)
+    if len(y_np) != n:
+        raise DataError(f"{file}: x has {n} images but y has {len(y_np)} labels")
     if not np.issubdtype(y_np.dtype, np.integer):
         raise DataError(f"{file}: y must hold integers 0..K-1, got dtype {y_np.dtype}")
     if n == 0 or int(y_np.min()) < 0:
