@@ -85,3 +85,24 @@ def test_torchscript_and_safetensors_exports(run):
     with safe_open(str(run / "m.safetensors"), "pt") as f:
         assert f.metadata()["class_names"] == '["0", "1", "2", "3"]'
         assert torch.equal(f.get_tensor("mean"), model.mean)
+
+
+def test_train_on_arrays_in_memory_and_a_bad_edited_config_fails_before_any_work(run, tmp_path):
+    data = dict(np.load(run / "data.npz"))
+    data["x"] = torch.from_numpy(data["x"])  # tensors and arrays alike
+    cfg = load_config("custom_arrays", ["device=cpu", "threads=1", "method.stage1.epochs=1", "method.stage2.epochs=1"])
+    results = train(cfg, tmp_path / "mem", quiet=True, data=data)
+    assert results["test"]["stage2_target"]["accuracy"] > 0 and not list(tmp_path.glob("*.npz"))
+    assert "name: in_memory" in (tmp_path / "mem" / "config.yaml").read_text()
+    assert load_run(tmp_path / "mem").input_shape == (3, 8, 8)
+    with pytest.raises(Exception, match="in-memory data"):
+        evaluate_checkpoint(tmp_path / "mem", device="cpu", quiet=True)
+    # The same arrays from the npz file give the same run.
+    from_file = train(load_config("custom_arrays", ["device=cpu", "threads=1", "method.stage1.epochs=1",
+                                                     "method.stage2.epochs=1", f"data.path={run / 'data.npz'}"]),
+                      tmp_path / "file", quiet=True)
+    assert from_file["test"] == results["test"]
+    cfg.selection = "best"
+    with pytest.raises(Exception, match="selection 'best' is unknown"):
+        train(cfg, tmp_path / "bad", quiet=True, data=data)
+    assert not (tmp_path / "bad").exists()

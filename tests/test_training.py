@@ -135,3 +135,19 @@ def test_stage1_restarts_only_when_the_split_check_warns(tmp_path, monkeypatch):
     assert [(r["phase"], r.get("attempt", 0)) for r in lines] == [
         *[("stage1", a) for a in (0, 0, 0, 1, 1, 1, 2, 2, 2)], ("stage2", 0), ("stage2", 0)]
     assert failed["test"]["stage1_deep"] != plain["test"]["stage1_deep"]  # other weights
+
+
+def test_output_piped_to_a_file_has_one_line_per_epoch_and_the_run_folder_keeps_a_log(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from denetdm.cli import main; sys.exit(main())", "train",
+           "--preset", "synthetic_demo", *FAST, "threads=1", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)  # pipes, not a terminal
+    assert "\r" not in done.stderr and "\r" not in done.stdout  # no progress bars
+    epochs = [line for line in done.stderr.splitlines() if " epoch " in line]
+    assert [line.split(":")[0] for line in epochs] == ["stage1 epoch 1/2", "stage1 epoch 2/2", "stage2 epoch 1/1"]
+    assert all("loss" in line and "selection score" in line for line in epochs)
+    log = (out / "log.txt").read_text()
+    assert all(line in log for line in epochs) and "label-free ESTIMATE" in log and "selected epochs" in log

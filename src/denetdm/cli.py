@@ -51,13 +51,14 @@ def cmd_train(args) -> int:
         cfg, preset = _load(args), args.preset
         out = Path(args.out) if args.out else default_run_dir(args.preset)
     results = train(cfg, out, quiet=args.quiet, preset=preset, resume=bool(args.resume))
-    print(format_table(results["test"], cfg.selection))
     fit = {name: m for phase in results["train_fit"].values() for name, m in phase.items()}
-    print(format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE))
-    estimate = results.get("estimate")
-    if estimate:
-        print(format_estimate(estimate))
-    print(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")
+    lines = [format_table(results["test"], cfg.selection), format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE)]
+    if results.get("estimate"):
+        lines.append(format_estimate(results["estimate"]))
+    lines.append(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")
+    print("\n".join(lines))
+    with open(out / "log.txt", "a") as fh:  # the run folder keeps what was printed
+        fh.write("\n".join(lines) + "\n")
     return 0
 
 

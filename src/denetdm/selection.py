@@ -41,6 +41,7 @@ class Selector:
         self.best_epoch: Optional[int] = None
         self.best_state: Optional[dict] = None
         self.best_metrics: Optional[dict] = None
+        self.latest: Optional[float] = None  # the score of the last epoch observed (for the log)
 
     def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
         if self.protocol == "proxy":
@@ -58,7 +59,7 @@ class Selector:
         if self.protocol == "last":
             self.best_epoch = epoch
             return
-        score = self.score(metrics)
+        score = self.latest = self.score(metrics)
         if self.best_score is None or score > self.best_score:
             self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
             if self.keep_weights:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, config_from_dict, to_yaml
 from .data import create_dataset
+from .data.user_data import memory_splits
 from .data.base import BiasDataset, Splits
 from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load_resume_point, read_status,
                           rng_state, save_resume_point, set_rng_state, write_status)
@@ -200,19 +201,27 @@ class RunState:
 
 
 def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_from: Optional[Path] = None,
-          resume: bool = False) -> dict:
+          resume: bool = False, data=None) -> dict:
     """Train `cfg` end to end into the run folder `out`; returns the results dict.
 
     `start_from`: another run's `oracle_start.pt`; this (oracle) run then takes over the phases that
     run already trained, with their weights, records and random state, and trains the rest.
     `resume`: go on with the unfinished run in `out` from its last finished epoch, to the numbers it
     would have reached uninterrupted (on the same machine).
+    `data`: train on data in memory instead of `cfg.data`'s dataset, no file written first: a dict of
+    numpy arrays or tensors (x, y, optional bias and split, as in an .npz) or a `denetdm.data.Splits`.
+    The run records `data.name: in_memory`.
     """
+    cfg = config_from_dict(cfg.to_dict())  # a config edited in code is checked as a file is, before any work
+    if data is not None:
+        cfg.data.name = "in_memory"
     out = Path(out)
     check_resumable(out, cfg) if resume else check_new_run_dir(out)
     device = setup_runtime(cfg)
     seed_everything(cfg.seed)
-    splits: Splits = create_dataset(cfg.data, with_val=cfg.selection in HELD_OUT, progress=not quiet).to(device)
+    with_val = cfg.selection in HELD_OUT
+    splits: Splits = (create_dataset(cfg.data, with_val=with_val, progress=not quiet) if data is None
+                      else memory_splits(data, cfg.data, with_val)).to(device)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train)).to(device)
     # Only now, with data and model built, does the folder appear: a failed start leaves nothing behind.
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -284,8 +293,10 @@ class Trainer:
             del run.selected[phase.name]
             warnings.warn(f"{run.restarts[phase.name][-1]} [restart {len(run.restarts[phase.name])}: training "
                           f"{phase.name} again from fresh weights]", stacklevel=2)
+            self.say(f"warning: {run.restarts[phase.name][-1]} [restart {len(run.restarts[phase.name])}]", False)
         for message in messages:
             warnings.warn(message, stacklevel=2)
+            self.say(f"warning: {message}", False)
             run.warnings.append(message)
         if trained:
             save_atomic(checkpoint_dict(self.cfg, self.model, phase.name, run.selected[phase.name]),
@@ -317,8 +328,9 @@ class Trainer:
             first_epoch, self.point = point["epoch"] + 1, None
         size = phase.optim.batch_size
         steps = len(pool) // size if phase.drop_last else -(-len(pool) // size)
+        # Progress bars on a terminal only; piped to a file, one line per epoch (`say`).
         bar = tqdm(total=steps * phase.optim.epochs, initial=steps * first_epoch, desc=phase.name, unit="step",
-                   disable=self.quiet, dynamic_ncols=True)
+                   disable=self.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         for epoch in range(first_epoch, phase.optim.epochs):
             self.train_epoch(phase, attempt, epoch, pool, steps, selector, shadow, bar)
         bar.close()
@@ -354,6 +366,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"{phase.name}, epoch {epoch}: the training loss is not finite ({', '.join(bad)}); the run stopped "
                 f"(last good state: {last_good}); lower the learning rate (method.*.lr) and train again")
+        score = ""
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch == phase.optim.epochs - 1:
             metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
                        for name, split in self.eval_splits.items()}
@@ -363,6 +376,9 @@ class Trainer:
             record.update(metrics)
             bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}",
                             test_acc=f"{metrics['test'][phase.monitor]['accuracy']:.1f}")
+            score = f", selection score {selector.latest:.2f}" if selector.latest is not None else ""
+        self.say(f"{phase.name}{f' (attempt {attempt + 1})' if attempt else ''} epoch {epoch + 1}/{phase.optim.epochs}: "
+                 f"loss {record.get('train_loss', float('nan')):.4f}{score} [{record['time_s']:.0f} s]", bar.disable)
         self.log.write(dumps(record) + "\n")
         self.log.flush()
         save_resume_point(self.out, {
@@ -370,6 +386,13 @@ class Trainer:
             "train_state": model.train_state(), "selector": selector.state(),
             "shadow": shadow.state() if shadow is not None else None, "rng": rng_state(self.shuffle, self.device),
             "log_bytes": self.log.tell(), "run": {**asdict(run), "elapsed_s": self.elapsed()}})
+
+    def say(self, line: str, to_stderr: bool = True) -> None:
+        """A line for `log.txt` in the run folder, and for stderr unless quiet or a progress bar shows it."""
+        with open(self.out / "log.txt", "a") as fh:
+            fh.write(line + "\n")
+        if to_stderr and not self.quiet:
+            print(line, file=sys.stderr, flush=True)
 
     def elapsed(self) -> float:
         return self.run_state.elapsed_s + time.time() - self.start_time

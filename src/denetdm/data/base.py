@@ -163,7 +163,12 @@ def hold_out(train: BiasDataset, fraction: float, seed: int) -> Tuple[BiasDatase
 
 
 def create_dataset(cfg: DataConfig, with_val: bool = False, progress: bool = True) -> Splits:
-    splits = DATASETS.get(cfg.name)(cfg, progress=progress)
+    return finish_splits(DATASETS.get(cfg.name)(cfg, progress=progress), cfg, with_val)
+
+
+def finish_splits(splits: Splits, cfg: DataConfig, with_val: bool) -> Splits:
+    """What every dataset gets, however it was built: normalisation and augmentation of in-memory
+    splits, and a held-out validation split when the selection protocol needs one."""
     if cfg.normalize not in ("none", *NORMALIZATION):
         raise ConfigError(f"data.normalize={cfg.normalize!r} is unknown; use none, cifar or imagenet")
     for split in (splits.train, splits.test, splits.val):

@@ -39,7 +39,7 @@ import torch
 
 from .spec import DataConfig
 from ..errors import DataError, one_line
-from .base import DATASETS, Splits, TensorBiasDataset
+from .base import DATASETS, Splits, TensorBiasDataset, finish_splits
 
 from .files import (TEST_FRACTION, _first_image_side, _image_size, _images_under, _rows, _split, _stratified_holdout)
 
@@ -304,9 +304,20 @@ def npz_images(file: Path) -> torch.Tensor:
 
 @DATASETS.register("npz")
 def npz(cfg: DataConfig, progress: bool = True) -> Splits:
-    keys = "x (images), y (labels 0..K-1), optional bias and split"
-    file = _user_file(cfg, "npz", "file.npz", f"it holds arrays {keys}")
-    arrays = _read_npz(file, ("x", "y"), keys)
+    file = _user_file(cfg, "npz", "file.npz", f"it holds arrays {ARRAY_KEYS}")
+    return arrays_splits(_read_npz(file, ("x", "y"), ARRAY_KEYS), cfg, file)
+
+
+ARRAY_KEYS = "x (images), y (labels 0..K-1), optional bias and split"
+
+
+def arrays_splits(arrays: dict, cfg: DataConfig, file) -> Splits:
+    """Train / val / test splits from the arrays of an .npz, or the same arrays held in memory (`file`
+    then names where they came from in the errors)."""
+    lacking = [k for k in ("x", "y") if k not in arrays]
+    if lacking:
+        raise DataError(f"{file} lacks {', '.join(lacking)} (has: {', '.join(arrays) or 'none'}); it needs {ARRAY_KEYS}")
+    arrays = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in arrays.items()}
     y_np = arrays["y"].reshape(-1)
     x = _images_uint8(arrays["x"], file)
     n = len(x)
@@ -363,3 +374,24 @@ def npz(cfg: DataConfig, progress: bool = True) -> Splits:
         return split
 
     return Splits(train=part(0), test=part(2), val=part(1), name="npz")
+
+
+def memory_splits(data, cfg: DataConfig, with_val: bool) -> Splits:
+    """Splits from data given in memory: a dict of arrays or tensors as in an .npz, or a `Splits` of
+    datasets in the (index, x, y, bias) contract."""
+    if isinstance(data, Splits):
+        splits = data
+    elif isinstance(data, dict):
+        splits = arrays_splits(data, cfg, "the arrays given to denetdm.train")
+    else:
+        raise DataError(f"data={type(data).__name__} is not usable; give a dict of arrays (x, y, optional bias and "
+                        "split, as in an .npz) or a denetdm.data.Splits")
+    return finish_splits(splits, cfg, with_val)
+
+
+@DATASETS.register("in_memory")
+def in_memory(cfg: DataConfig, progress: bool = True) -> Splits:
+    """The name a run trained on arrays given to `denetdm.train(..., data=...)` records: they are not in
+    any file, so they cannot be read again from the config."""
+    raise DataError("this run was trained on in-memory data (denetdm.train(..., data=...)); pass the same data "
+                    "again: denetdm.train(cfg, run_dir, data=..., resume=True), or evaluate its model with denetdm.load_run")
