@@ -51,3 +51,12 @@ def test_no_import_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name)
+
+
+def test_the_cli_starts_without_importing_torch():
+    """`denetdm --help` should answer at once, not after torch and torchvision load (seconds on a busy machine)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from denetdm.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

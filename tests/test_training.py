@@ -25,9 +25,10 @@ def test_run_folder_contents_and_checkpoints(tmp_path):
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(l["phase"], l["epoch"]) for l in lines] == [("stage1", 0), ("stage1", 1), ("stage2", 0)]
     assert "stage1_shallow" in lines[0]["test"] and "train_loss" in lines[0]
-    for name in ("stage1", "stage2", "final"):
+    for name in ("stage1", "final"):
         ckpt = torch.load(out / "checkpoints" / f"{name}.pt", weights_only=True)
         assert ckpt["config"]["method"]["name"] == "denetdm"
+    assert not (out / "checkpoints" / "stage2.pt").exists()  # the final phase is final.pt, not a second copy
     assert set(results["test"]) == {"stage1_poe", "stage1_deep", "stage1_shallow", "stage2_target"}
     # The default protocol is label-free `proxy`: it keeps one of the logged epochs of each phase.
     assert results["selection"] == "proxy" and set(results["selected_epochs"]) == {"stage1", "stage2"}

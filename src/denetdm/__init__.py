@@ -5,14 +5,25 @@
     results = denetdm.train(cfg, "runs/my-run")
     model = denetdm.load_run("runs/my-run")        # [0, 1] images (N, C, H, W) -> logits; model.class_names
 """
-from .config import Config, load_config, list_presets
-from .data import create_dataset, list_datasets
-from .deploy import DeployedModel, load_run
-from .errors import ConfigError, DataError, DenetdmError, RunFolderError
-from .methods import Algorithm, create_method, list_methods
-from .metrics import summarize
-from .models import create_model, list_models
-from .training import evaluate, evaluate_checkpoint, train
+import importlib
+
+# Each name is imported on first use, so that `denetdm --help` starts without torch.
+_HOMES = {
+    "Config": ".config", "load_config": ".config", "list_presets": ".config",
+    "create_dataset": ".data", "list_datasets": ".data",
+    "DeployedModel": ".deploy", "load_run": ".deploy",
+    "ConfigError": ".errors", "DataError": ".errors", "DenetdmError": ".errors", "RunFolderError": ".errors",
+    "Algorithm": ".methods", "create_method": ".methods", "list_methods": ".methods",
+    "summarize": ".metrics", "create_model": ".models", "list_models": ".models",
+    "evaluate": ".training", "evaluate_checkpoint": ".training", "train": ".training",
+}
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 __all__ = [

@@ -175,7 +175,7 @@ def cmd_config(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .analysis.experiments import FIGURES
+    from .analysis.figures import FIGURES
 
     parser = argparse.ArgumentParser(prog="denetdm", description="DeNetDM: debiasing by network depth modulation")
     sub = parser.add_subparsers(dest="command", required=True)

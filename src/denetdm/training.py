@@ -298,7 +298,7 @@ class Trainer:
             warnings.warn(message, stacklevel=2)
             self.say(f"warning: {message}", False)
             run.warnings.append(message)
-        if trained:
+        if trained and not final_phase:  # the final phase's weights are final.pt: no second copy
             save_atomic(checkpoint_dict(self.cfg, self.model, phase.name, run.selected[phase.name]),
                         self.out / "checkpoints" / f"{phase.name}.pt")
         run.finished.append(phase.name)

@@ -21,14 +21,8 @@ from ..methods.erm import ERM, ERMConfig
 from ..methods.registry import create_method
 from ..training import setup_runtime, seed_everything
 from .decodability import decodability
+from .figures import FIGURES  # noqa: F401  (cli and callers read it here too)
 from .rank import effective_rank, layer_features, theorem1_check
-
-FIGURES = {
-    "2a": {"mode": "init", "models": ["mlp:3", "mlp:4", "mlp:5"], "seeds": [0, 1, 2, 3, 4]},
-    "2b": {"mode": "erm", "models": ["mlp:3", "mlp:5"], "iterations": list(range(0, 176, 25))},
-    "3": {"mode": "denetdm", "iterations": list(range(0, 22, 3))},
-    "4": {"mode": "erm", "models": ["resnet20", "cnn3"], "iterations": list(range(0, 161, 20))},
-}
 
 
 def parse_model(text: str) -> ModelSpec:
