@@ -130,6 +130,14 @@ def test_stage1_split_warning_only_when_the_deep_branch_leaves_the_training_labe
     # A deep branch at chance (the MNIST background and stripe biases): the shallow one took the bias too.
     (message,) = model.phase_warnings("stage1", fit(9.8, 99.2))
     assert "about chance" in message and "9.8%" in message and "when DeNetDM helps" in message
+    assert "chance_restart_shallow_lr_scale" in message
+    # Once its restarts are used up, a run points to a method that needs no depth gap instead.
+    retried = tiny(["method.stage1_restarts=1"])
+    retried.phase_warnings("stage1", fit(9.8, 99.2))
+    assert retried.restart_phase("stage1", 0)
+    for deep in (9.8, 50.0):
+        (message,) = retried.phase_warnings("stage1", fit(deep, 99.2))
+        assert "after 1 restart(s)" in message and "LfF" in message and "stage1_restarts=1" not in message
 
 
 def test_restart_rebuilds_stage1_only_and_only_within_its_budget():

@@ -126,6 +126,7 @@ class DeNetDM(Algorithm):
         self.stage = "stage1"
         self.shallow_lr = cfg.shallow_lr_scale  # may be lowered by a restart (chance_restart_shallow_lr_scale)
         self.deep_at_chance = False  # what the last split check found
+        self.restarts_done = 0
 
     def phases(self):
         stage1 = ("stage1_poe", "stage1_deep", "stage1_shallow")
@@ -195,17 +196,24 @@ class DeNetDM(Algorithm):
         self.deep_at_chance = deep < 100.0 / self.num_classes + 5.0
         if deep >= SPLIT_WARN_BELOW or train_fit["stage1_deep"].get("worst_class", 0.0) >= EVEN_FIT_ABOVE:
             return []
+        retried = self.restarts_done >= self.cfg.stage1_restarts > 0
+        # What to try next: nothing left to retry here, so compare with a method that needs no depth gap.
+        advice = (f"after {self.restarts_done} restart(s) the split still fails; compare with LfF (--preset "
+                  "lff_colored_mnist with the same data.* keys), which does not rely on the depth gap"
+                  if retried else None)
         if self.deep_at_chance:  # a constant-like deep branch: nothing was left to it
             return [
                 f"stage 1: the deep branch alone fits {deep:.1f}% of the training labels, about chance (both branches "
                 f"{poe:.1f}%): the shallow branch has taken the bias as well, so the depth gap does not separate this "
-                "bias and stage 2 is not debiased; another seed rarely helps (docs/label_free.md: when DeNetDM helps)"
+                "bias and stage 2 is not debiased; " + (advice or "another seed rarely helps; method.stage1_restarts=1 "
+                "with method.chance_restart_shallow_lr_scale=0.1 retries with a slower shallow branch")
+                + " (docs/label_free.md: when DeNetDM helps)"
             ]
         return [
             f"stage 1: the deep branch alone fits {deep:.1f}% of the training labels (both branches {poe:.1f}%), "
-            "so it has likely not taken up the whole bias and the shallow branch is not debiased; train again "
-            "with another --seed or method.stage1_restarts=1 (it leaves some class "
-            f"{train_fit['stage1_deep'].get('worst_class', float('nan')):.1f}% fitted)"
+            "so it has likely not taken up the whole bias and the shallow branch is not debiased (it leaves some "
+            f"class {train_fit['stage1_deep'].get('worst_class', float('nan')):.1f}% fitted); "
+            + (advice or "train again with another --seed or method.stage1_restarts=1")
         ]
 
     def restart_phase(self, phase, restarts_so_far):
@@ -217,6 +225,7 @@ class DeNetDM(Algorithm):
         self.head = nn.Linear(self.deep.out_dim, self.num_classes).to(device)
         if self.deep_at_chance:
             self.shallow_lr *= self.cfg.chance_restart_shallow_lr_scale
+        self.restarts_done += 1
         return True
 
     def predictors(self):
