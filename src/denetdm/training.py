@@ -216,7 +216,10 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     if data is not None:
         cfg.data.name = "in_memory"
     out = Path(out)
-    check_resumable(out, cfg) if resume else check_new_run_dir(out)
+    if resume:
+        check_resumable(out, cfg)
+    else:
+        check_new_run_dir(out)
     device = setup_runtime(cfg)
     seed_everything(cfg.seed)
     with_val = cfg.selection in HELD_OUT
