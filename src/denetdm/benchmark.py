@@ -163,26 +163,27 @@ def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
     }
 
 
+def _same_config(run_dir: Path, cfg_hash: str) -> bool:
+    """Whether the run folder's config.yaml is readable and is this config."""
+    try:
+        return config_hash(config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))) == cfg_hash
+    except (OSError, ValueError, yaml.YAMLError, ConfigError):
+        return False
+
+
 def _recover(spec: RunSpec, run_dir: Path, cfg_hash: str) -> Optional[dict]:
     """The record of a run that finished but was never appended (its parent was killed first)."""
     try:
         results = json.loads((run_dir / "results.json").read_text())
-        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    except (OSError, ValueError, yaml.YAMLError, ConfigError):
+    except (OSError, ValueError):
         return None
-    if config_hash(cfg) != cfg_hash:
-        return None
-    return _record(spec, results, cfg_hash, run_dir)
+    return _record(spec, results, cfg_hash, run_dir) if _same_config(run_dir, cfg_hash) else None
 
 
 def _resumable(run_dir: Path, cfg_hash: str) -> bool:
     """An unfinished run of this config, which `train(..., resume=True)` goes on with."""
     status = read_status(run_dir)
-    try:
-        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    except (OSError, ValueError, yaml.YAMLError, ConfigError):
-        return False
-    return status is not None and status["status"] != "complete" and config_hash(cfg) == cfg_hash
+    return status is not None and status["status"] != "complete" and _same_config(run_dir, cfg_hash)
 
 
 def read_records(out: Path) -> List[dict]:

@@ -21,6 +21,7 @@ from torch import nn
 from .checkpoints import load_checkpoint
 from .config import config_from_dict
 from .data.base import NORMALIZATION
+from .data.files import IMAGE_EXTENSIONS, _images_under
 from .errors import DataError, RunFolderError
 from .methods import create_method
 
@@ -65,9 +66,6 @@ def load_run(path, device: str = "cpu") -> DeployedModel:
     return model.to(device).eval()
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-
-
 def read_inputs(path: Path, input_shape: Sequence[int]) -> Tuple[List[str], torch.Tensor]:
     """Ids and [0, 1] images of the trained shape from an image file, a folder of images (recursively),
     a CSV with a `path` column (relative to the CSV's folder) or an .npz with an `x` array."""
@@ -82,7 +80,7 @@ def read_inputs(path: Path, input_shape: Sequence[int]) -> Tuple[List[str], torc
         images = x.float() / 255.0
     else:
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = _images_under(path)
         elif path.suffix.lower() == ".csv":
             with open(path, newline="") as fh:
                 rows = list(csv.DictReader(fh))
@@ -92,7 +90,7 @@ def read_inputs(path: Path, input_shape: Sequence[int]) -> Tuple[List[str], torc
         else:
             files = [path]
         if not files:
-            raise DataError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
         ids = [str(f) for f in files]
         images = torch.stack([_read_image(f, input_shape) for f in files])
     if tuple(images.shape[1:]) != tuple(input_shape):

@@ -168,8 +168,7 @@ def check_resumable(out: Path, cfg: Config) -> None:
         raise RunFolderError(f"{out} is not a denetdm run folder (no status.json or config.yaml); nothing to resume")
     if status["status"] == "complete":
         raise RunFolderError(f"run {out} is already complete; evaluate it with: denetdm evaluate {out}")
-    saved = config_from_dict(yaml.safe_load((out / "config.yaml").read_text())).to_dict()
-    if saved != cfg.to_dict():
+    if read_run_config(out).to_dict() != cfg.to_dict():
         raise RunFolderError(f"run {out} was started with another config; resume it with its own (denetdm train --resume {out})")
 
 
