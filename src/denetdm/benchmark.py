@@ -1,4 +1,5 @@
-"""Methods x conflicting ratios x seeds x selection protocols, run in worker processes.
+"""Methods x conflicting ratios x seeds x selection protocols, run in worker processes, as submitit
+jobs, or by the `denetdm train` commands it prints.
 
 Every finished run appends one record to `results.jsonl` in the output folder; a run
 whose record is there is never run again, so an interrupted benchmark continues where
@@ -12,10 +13,12 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -29,13 +32,18 @@ from tqdm.auto import tqdm
 
 from .checkpoints import read_status
 from .config import config_from_dict, load_config
-from .errors import ConfigError, RunFolderError
+from .errors import ConfigError, RunFolderError, one_line
 from .fileio import dumps, write_text_atomic
+from .data.spec import dataset_keys
+from .methods.base import OptimConfig
 from .methods.registry import METHODS
 from .reports import write_reports
 
 # Datasets in the Colored MNIST format (3 x 28 x 28, ten classes and bias values) that run on its presets.
 ON_COLORED_MNIST_PRESETS = ("mnist_background", "mnist_patch", "mnist_stripes", "mnist_corruption")
+
+
+DEFAULT_RATIOS = (0.005, 0.01, 0.02, 0.05)
 
 
 def preset_for(method: str, dataset: str) -> str:
@@ -44,25 +52,54 @@ def preset_for(method: str, dataset: str) -> str:
     return dataset if method == "denetdm" else f"{method}_{dataset}"
 
 
+def headline_metric(dataset: str) -> str:
+    """What the dataset's tables report: the test metric DeNetDM's preset selects stage 2 by under
+    `oracle` (worst group on Waterbirds and CelebA, conflicting on BFFHQ, plain accuracy on BAR)."""
+    return load_config(preset_for("denetdm", dataset)).method.stage2_oracle_metric
+
+
+def preset_dataset(dataset: str) -> str:
+    """The registered dataset that `--dataset` (a dataset or a preset name such as custom_arrays) trains on."""
+    return dataset if dataset in ON_COLORED_MNIST_PRESETS else load_config(preset_for("denetdm", dataset)).data.name
+
+
 @dataclass(frozen=True)
 class RunSpec:
     method: str
-    ratio: float
+    ratio: Optional[float]  # None: the dataset fixes its own (Waterbirds, CelebA, your own files)
     seed: int
     selection: str
     dataset: str = "colored_mnist"
     variant: str = ""  # an ablation's named setting, applied after the common overrides
     variant_overrides: tuple = ()
+    epochs: int = 0  # > 0: every phase shortened to at most this many epochs (schedule_overrides)
 
     @property
     def key(self) -> str:
         name = f"{self.method}-{self.variant}" if self.variant else self.method
-        return f"{name}_r{self.ratio:g}_s{self.seed}_{self.selection}"
+        ratio = "" if self.ratio is None else f"_r{self.ratio:g}"
+        return f"{name}{ratio}_s{self.seed}_{self.selection}"
 
     def overrides(self, extra: Sequence[str]) -> List[str]:
         data = [f"data.name={self.dataset}"] if self.dataset in ON_COLORED_MNIST_PRESETS else []
-        return [*data, f"data.ratio={self.ratio}", f"seed={self.seed}", f"selection={self.selection}", *extra,
-                *self.variant_overrides]
+        data += [] if self.ratio is None else [f"data.ratio={self.ratio}"]
+        schedule = schedule_overrides(self.method, self.dataset, self.epochs) if self.epochs else []
+        return [*data, f"seed={self.seed}", f"selection={self.selection}", *schedule, *extra, *self.variant_overrides]
+
+
+def schedule_overrides(method: str, dataset: str, epochs: int) -> List[str]:
+    """Every phase of the method's preset on `dataset` cut to at most `epochs` epochs (a phase already
+    shorter, such as JTT's one identification epoch, is kept); step-counted settings (DFA's and LC's
+    swap start and learning-rate decay) scaled with their phase, so they fall at the same share of it."""
+    cfg = load_config(preset_for(method, dataset)).method
+    out = []
+    for f in dataclasses.fields(cfg):
+        optim = getattr(cfg, f.name)
+        if isinstance(optim, OptimConfig) and optim.epochs > epochs:
+            out.append(f"method.{f.name}.epochs={epochs}")
+            out += [f"method.{k}={max(1, round(getattr(cfg, k) * epochs / optim.epochs)) if getattr(cfg, k) else 0}"
+                    for k in cfg.STEP_COUNTED]
+    return out
 
 
 # The paper's depth ablations on Colored MNIST at 1% (depths count linear layers incl. the head).
@@ -118,15 +155,20 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def plan(methods, ratios, seeds, selections, dataset="colored_mnist", overrides=()) -> List[RunSpec]:
-    """The grid, each config resolved up front so that bad input fails before any training."""
+def plan(methods, ratios, seeds, selections, dataset="colored_mnist", overrides=(), epochs=0) -> List[RunSpec]:
+    """The grid, each config resolved up front so that bad input fails before any training. `ratios`
+    None: the paper's four where the dataset has a conflicting ratio to set, else the dataset's own."""
+    if "ratio" not in dataset_keys(preset_dataset(dataset)):
+        if ratios is not None:
+            raise ConfigError(f"dataset {dataset!r} fixes its own bias ratio; drop --ratios")
+        ratios = [None]
     specs = []
     for method in methods:
         METHODS.get(method)
-        for ratio in ratios:
+        for ratio in ratios or DEFAULT_RATIOS:
             for seed in seeds:
                 for selection in selections:
-                    spec = RunSpec(method, ratio, seed, selection, dataset)
+                    spec = RunSpec(method, ratio, seed, selection, dataset, epochs=epochs)
                     load_config(preset_for(method, dataset), spec.overrides(overrides))
                     specs.append(spec)
     return specs
@@ -160,6 +202,7 @@ def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
         **({"estimate": results["estimate"]} if results.get("estimate") else {}),
         **({"restarts": results["restarts"]} if results.get("restarts") else {}),
         **({"continued_from": _twin(spec, "last").key} if "started_from" in results else {}),
+        **({"headline": headline} if (headline := headline_metric(spec.dataset)) != "unbiased" else {}),
     }
 
 
@@ -240,22 +283,37 @@ def folder_lock(out: Path):
         handle.close()
 
 
+LAUNCHERS = ("local", "submitit", "print")
+
+
 def run_benchmark(out: Path, specs: List[RunSpec], overrides: Sequence[str] = (), workers: int = 1,
-                  quiet: bool = False) -> List[dict]:
-    """Run what is missing from `out/results.jsonl`, then write the tables and plot."""
+                  quiet: bool = False, launcher: str = "local", cluster: Optional[str] = None,
+                  slurm: Optional[dict] = None) -> List[dict]:
+    """Run what is missing from `out/results.jsonl`, then write the tables and plot.
+
+    `launcher`: `local` trains here, `workers` processes at once; `submitit` submits a job per run
+    (SLURM, or `cluster="local"`; `slurm`: submitit's parameters) and waits for them; `print` trains
+    nothing and prints a `denetdm train` line per pending run. Either way only this process writes
+    `results.jsonl`, landing each run from its folder, so the same command continues any of them.
+    """
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"unknown launcher {launcher!r}; choose one of: {', '.join(LAUNCHERS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
-        return _run_benchmark(out, specs, overrides, workers, quiet)
+        executor = _submitit_executor(out, cluster, slurm or {}) if launcher == "submitit" else None
+        return _run_benchmark(out, specs, overrides, workers, quiet, launcher, executor)
 
 
-def _run_benchmark(out: Path, specs: List[RunSpec], overrides, workers: int, quiet: bool) -> List[dict]:
-    meta = {"overrides": list(overrides)}
+def _run_benchmark(out: Path, specs: List[RunSpec], overrides, workers: int, quiet: bool, launcher: str,
+                   executor) -> List[dict]:
+    epochs = {s.epochs for s in specs} - {0}
+    meta = {"overrides": list(overrides), **({"epochs": sorted(epochs)} if epochs else {})}
     meta_path = out / "benchmark.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
         raise RunFolderError(
-            f"{out} holds a benchmark with other overrides ({json.loads(meta_path.read_text())['overrides']}); "
-            "use another --out or the same overrides"
+            f"{out} holds a benchmark with other overrides or --epochs ({json.loads(meta_path.read_text())}); "
+            "use another --out or the same settings"
         )
     meta_path.write_text(dumps(meta))
     _drop_torn_tail(out / "results.jsonl")
@@ -302,12 +360,16 @@ def _run_benchmark(out: Path, specs: List[RunSpec], overrides, workers: int, qui
         _collect([record], log, records, bar)
         resolve(record)
 
-    with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo) + len(recovered), desc="runs", unit="run", disable=quiet) as bar:
+    with open(out / "results.jsonl", "a") as log, tqdm(total=len(todo) + len(recovered), desc="runs", unit="run",
+                                                     disable=quiet or launcher == "print") as bar:
         for record in recovered:
             land(record)
         for key in [k for k in waiting if k in done]:
             resolve(done[key])
-        _execute(jobs, overrides, out, threads, workers, land, hashes)
+        if launcher == "print":
+            _print_commands(jobs, overrides, out, waiting)
+        else:
+            _execute(jobs, overrides, out, threads, workers, land, hashes, executor)
     write_reports(out, records)
     return records
 
@@ -326,24 +388,70 @@ def _derive_oracle(last: dict, spec: RunSpec, cfg_hash: str):
             "config_hash": cfg_hash, "derived_from": last["key"], "wall_time_s": 0.0}
 
 
-def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land, hashes: Dict[str, str]) -> None:
-    """Run `jobs` ((spec, start_from) pairs, which `land` may extend) and land each record."""
-    running: Dict[int, tuple] = {}
+def _print_commands(jobs: deque, overrides, out: Path, waiting: Dict[str, RunSpec]) -> None:
+    """The `print` launcher: one `denetdm train` line per pending run on stdout, for a scheduler of your
+    own; rerunning the benchmark then lands them from their folders. An oracle twin of a `last` run not
+    trained yet is left out: only that run's results tell whether it is derived (no training) or
+    continued from its `oracle_start.pt`, which a rerun with `print` then prints with --start-from."""
+    for spec, start in jobs:
+        print(_train_command(spec, overrides, out, start), flush=True)
+    if jobs or waiting:
+        twins = f"; {len(waiting)} oracle runs wait for their last runs and are derived or printed then" if waiting else ""
+        print(f"{len(jobs)} runs to train: run the lines above, then rerun this benchmark to collect them{twins}",
+              file=sys.stderr)
+
+
+def _train_command(spec: RunSpec, overrides, out: Path, start: Optional[str] = None) -> str:
+    """The `denetdm train` line that trains `spec` into its run folder as `_run_one` does: the same
+    preset and overrides, so the same config; a folder run_benchmark left is resumed."""
+    run_dir = Path(out).resolve() / "runs" / spec.key
+    args = (["--resume", str(run_dir)] if run_dir.is_dir() else
+            ["--preset", preset_for(spec.method, spec.dataset), "--out", str(run_dir), *spec.overrides(overrides)])
+    return shlex.join(["denetdm", "train", "-q", *(["--start-from", str(Path(start).resolve())] if start else []), *args])
+
+
+def _submitit_executor(out: Path, cluster: Optional[str], params: dict):
+    """submitit's executor, its job files and logs in `out/submitit`: SLURM where `sbatch` is found
+    unless `cluster` says otherwise ("local": processes here, for tests); `params` such as timeout_min,
+    slurm_partition, gpus_per_node, cpus_per_task, mem_gb."""
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--launcher submitit needs submitit: pip install 'denetdm[cluster]'") from None
+    try:
+        executor = submitit.AutoExecutor(folder=out / "submitit", cluster=cluster)
+        executor.update_parameters(**params)
+    except (NameError, ValueError, TypeError, AssertionError, RuntimeError) as exc:  # submitit's own checks
+        raise ConfigError(f"submitit refused cluster={cluster} {params}: {one_line(exc)}") from None
+    return executor
+
+
+def _execute(jobs: deque, overrides, out: Path, threads: int, workers: int, land, hashes: Dict[str, str],
+             executor=None) -> None:
+    """Run `jobs` ((spec, start_from) pairs, which `land` may extend) and land each record: in worker
+    processes, or as jobs of a submitit `executor`."""
+    running: Dict[object, tuple] = {}
     # SIGTERM (a scheduler, `kill`, `timeout`) takes Ctrl-C's path, so the workers are stopped too.
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
-        if workers <= 1:
+        if executor is not None:
+            _run_in_submitit(jobs, overrides, out, running, land, hashes, executor)
+        elif workers <= 1:
             while jobs:
                 spec, start = jobs.popleft()
                 land(_run_one(spec, list(overrides), str(out), threads, start))
         else:
             _run_in_processes(jobs, overrides, out, threads, workers, running, land, hashes)
     except BaseException:
-        for process, _ in running.values():
-            process.kill()
-        for process, _ in running.values():
-            process.join()
+        if executor is not None:
+            for job, _ in running.values():
+                job.cancel(check=False)
+        else:
+            for process, _ in running.values():
+                process.kill()
+            for process, _ in running.values():
+                process.join()
         print(f"stopped: finished runs are recorded in {out / 'results.jsonl'}; "
               "the same command continues from there", file=sys.stderr)
         raise
@@ -370,12 +478,43 @@ def _run_in_processes(jobs: deque, overrides, out: Path, threads: int, workers: 
         for sentinel in wait(list(running)):
             process, spec = running.pop(sentinel)
             process.join()
-            run_dir = Path(out) / "runs" / spec.key
-            record = _recover(spec, run_dir, hashes[spec.key]) if process.exitcode == 0 else None
-            if record is None:
-                raise RunFolderError(f"run {spec.key} failed (exit code {process.exitcode}); its error is printed above, "
-                                     f"its folder is {run_dir}")
-            land(record)
+            _land_from_folder(spec, out, hashes, land, process.exitcode == 0,
+                              f"exit code {process.exitcode}; its error is printed above")
+
+
+def _run_in_submitit(jobs: deque, overrides, out: Path, running: Dict[object, tuple], land, hashes: Dict[str, str],
+                     executor, poll_s: float = 1.0) -> None:
+    """Every pending run submitted at once as a job of its own (the scheduler spreads them), and each
+    oracle continuation as soon as its `last` run lands; the jobs write only their run folders."""
+    here = str(Path(out).resolve())
+    while jobs or running:
+        while jobs:
+            spec, start = jobs.popleft()
+            executor.update_parameters(name=spec.key)
+            job = executor.submit(_submitted, spec, list(overrides), here, str(Path(start).resolve()) if start else None)
+            running[job.job_id] = (job, spec)
+        finished = [job_id for job_id, (job, _) in running.items() if job.done()]
+        for job_id in finished:
+            job, spec = running.pop(job_id)
+            _land_from_folder(spec, out, hashes, land, job.exception() is None,
+                              f"submitit job {job.job_id}; its log is {job.paths.stderr}")
+        if not finished:
+            time.sleep(poll_s)
+
+
+def _submitted(spec: RunSpec, overrides: List[str], out: str, start: Optional[str]) -> None:
+    """A submitit job: one run into its folder, on the CPUs the scheduler gave it."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _run_one(spec, overrides, out, cpus, start)
+
+
+def _land_from_folder(spec: RunSpec, out: Path, hashes: Dict[str, str], land, ok: bool, where: str) -> None:
+    """Land a run a worker or job finished from its folder; `where` says where a failure's error is."""
+    run_dir = Path(out) / "runs" / spec.key
+    record = _recover(spec, run_dir, hashes[spec.key]) if ok else None
+    if record is None:
+        raise RunFolderError(f"run {spec.key} failed ({where}); its folder is {run_dir}")
+    land(record)
 
 
 def _interrupt(signum, frame) -> None:
@@ -408,8 +547,23 @@ def _collect(finished, log, records, bar) -> None:
         log.write(dumps(record) + "\n")
         log.flush()
         records.append(record)
-        bar.set_postfix_str(f"{record['key']}: {record['test']['unbiased']:.2f}")
+        test = record["test"]  # the headline where the test split has bias labels, else plain accuracy
+        bar.set_postfix_str(f"{record['key']}: {test.get(record.get('headline', 'unbiased'), test['accuracy']):.2f}")
         bar.update()
+
+
+def parse_params(items: Sequence[str], name: str) -> dict:
+    """KEY=VALUE options, values read as YAML (60 a number, gpu a string)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--{name} takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--{name} {item!r}: the value is not valid YAML") from None
+    return params
 
 
 def parse_list(text: str, kind, name: str) -> list:

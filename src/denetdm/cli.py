@@ -1,4 +1,4 @@
-"""The `denetdm` command: train, evaluate, predict, export, benchmark, tune, analyze, list, config."""
+"""The `denetdm` command: train, evaluate, predict, export, benchmark, report, tune, analyze, list, config."""
 from __future__ import annotations
 
 import argparse
@@ -50,7 +50,12 @@ def cmd_train(args) -> int:
     else:
         cfg, preset = _load(args), args.preset
         out = Path(args.out) if args.out else default_run_dir(args.preset)
-    results = train(cfg, out, quiet=args.quiet, preset=preset, resume=bool(args.resume))
+    results = train(cfg, out, quiet=args.quiet, preset=preset, resume=bool(args.resume),
+                    start_from=Path(args.start_from) if args.start_from else None)
+    from .distributed import WORLD
+
+    if not WORLD.main:  # under torchrun, rank 0 reports
+        return 0
     fit = {name: m for phase in results["train_fit"].values() for name, m in phase.items()}
     lines = [format_table(results["test"], cfg.selection), format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE)]
     if results.get("estimate"):
@@ -95,25 +100,37 @@ def cmd_export(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import ABLATIONS, parse_list, plan, plan_ablation, run_benchmark
+    from .benchmark import ABLATIONS, parse_list, parse_params, plan, plan_ablation, run_benchmark
     from .reports import write_ablation_report
 
+    if args.launcher != "submitit" and (args.cluster or args.slurm):
+        raise DenetdmError("--cluster and --slurm go with --launcher submitit")
     selections = parse_list(args.selections, str, "selections")
     if args.ablation:
         seeds = parse_list(args.seeds, int, "seeds") if args.seeds else None
         specs = plan_ablation(args.ablation, seeds, selections, args.dataset, args.overrides)
     else:
         specs = plan(
-            parse_list(args.methods, str, "methods"), parse_list(args.ratios, float, "ratios"),
-            parse_list(args.seeds or "0,1,2", int, "seeds"), selections, args.dataset, args.overrides,
+            parse_list(args.methods, str, "methods"), parse_list(args.ratios, float, "ratios") if args.ratios else None,
+            parse_list(args.seeds or "0,1,2", int, "seeds"), selections, args.dataset, args.overrides, args.epochs,
         )
-    records = run_benchmark(Path(args.out), specs, args.overrides, args.workers, args.quiet)
+    records = run_benchmark(Path(args.out), specs, args.overrides, args.workers, args.quiet, args.launcher,
+                            args.cluster, parse_params(args.slurm, "slurm"))
+    if args.launcher == "print":  # stdout holds the commands only
+        return 0
     if args.ablation:
         write_ablation_report(Path(args.out), args.ablation, ABLATIONS[args.ablation], [r for r in records if r.get("variant")])
         print((Path(args.out) / f"{args.ablation}.md").read_text())
         return 0
     print((Path(args.out) / "table.md").read_text())
     print(f"{len(records)} runs in {Path(args.out) / 'results.jsonl'}; plot: {Path(args.out) / 'accuracy_vs_ratio.png'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .run_report import write_report
+
+    print(write_report(Path(args.dir), Path(args.out) if args.out else None))
     return 0
 
 
@@ -185,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<preset>-<time>); never overwritten")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="go on with an unfinished (killed, failed) run from its last finished epoch")
+    p.add_argument("--start-from", metavar="ORACLE_START", help="an oracle run: take over the phases another run of "
+                   "its config trained, from that run's checkpoints/oracle_start.pt (denetdm benchmark prints these)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -213,16 +232,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="methods x ratios x seeds, resumable, with tables beside the paper's")
     p.add_argument("--methods", default="denetdm,erm")
-    p.add_argument("--ratios", default="0.005,0.01,0.02,0.05")
+    p.add_argument("--ratios", help="comma list of conflicting fractions (default 0.005,0.01,0.02,0.05 where the "
+                   "dataset has one to set)")
+    p.add_argument("--epochs", type=int, default=0, help="cut every phase of every method to at most N epochs "
+                   "(a quick look or a smoke test; 0 keeps the presets' schedules)")
     p.add_argument("--seeds", help="comma list (default 0,1,2; an ablation's own default)")
     p.add_argument("--selections", default="proxy,last,oracle")
     p.add_argument("--ablation", choices=["table5", "table9"], help="the paper's depth ablations instead of a method grid")
-    p.add_argument("--dataset", default="colored_mnist", help="presets are <method>_<dataset> (DeNetDM: <dataset>)")
+    p.add_argument("--dataset", default="colored_mnist", help="a dataset, or custom_arrays / custom_images for your "
+                   "own data (with data.path=...); presets are <method>_<dataset> (DeNetDM: <dataset>)")
     p.add_argument("--workers", type=int, default=1, help="runs at once; CPU threads are split between them")
+    p.add_argument("--launcher", choices=["local", "submitit", "print"], default="local",
+                   help="local: train here; submitit: a job per run (SLURM), waited for and collected; print: one "
+                   "denetdm train line per pending run, nothing trained (rerun with local to collect them)")
+    p.add_argument("--cluster", choices=["slurm", "local"], help="submitit's cluster (default: slurm where sbatch is "
+                   "found, else local processes)")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submitit parameter, repeatable: timeout_min=600 (submitit's default is 5 min on SLURM), "
+                   "slurm_partition=gpu, gpus_per_node=1, cpus_per_task=8, mem_gb=32")
     p.add_argument("--out", default="runs/benchmark", help="results folder; rerunning continues where it stopped")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="applied to every run, e.g. device=cpu")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("report", help="an HTML (and Markdown) page of a run or benchmark folder: config, selection, "
+                       "tables, curves, group heatmap")
+    p.add_argument("dir", metavar="RUN_OR_BENCHMARK_DIR", help="the --out folder of denetdm train or denetdm benchmark")
+    p.add_argument("--out", help="folder for report.html, report.md and their figures (default: the folder itself)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("tune", help="rank a small hyperparameter grid by the label-free proxy score")
     _config_args(p)
@@ -283,6 +320,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {exc.strerror or exc}{where}; free space or fix the permissions, then rerun "
               "(an unfinished run goes on with denetdm train --resume RUN_DIR)", file=sys.stderr)
         return 2
+    finally:
+        if "denetdm.distributed" in sys.modules:  # a torchrun rank leaves its process group cleanly
+            sys.modules["denetdm.distributed"].teardown()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Sequence, Union
 
 import yaml
 
-from .data.spec import DataConfig
+from .data.spec import DataConfig, dataset_keys
 from .errors import ConfigError
 from .methods.registry import method_config_class
 
@@ -41,6 +41,7 @@ class Config:
         """Plain types only, the method section led by its name: what `config_from_dict` reads."""
         data = dataclasses.asdict(self)
         data["method"] = {"name": self.method.NAME, **data["method"]}
+        data["data"] = {k: data["data"][k] for k in dataset_keys(self.data.name)}  # only what the dataset reads
         return data
 
 
@@ -95,8 +96,23 @@ def _merge(base: Dict[str, Any], extra: Dict[str, Any], path: str = "") -> Dict[
         if isinstance(out.get(key), dict) and not isinstance(value, dict):
             hint = f"{full}.name={value}" if key == "method" else f"{full}.<key>=..."
             raise ConfigError(f"{full} is a section, not a value; set its keys instead (e.g. {hint})")
-        out[key] = _merge(out[key], value, full) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(_rebased(full, out[key], value.get("name")), value, full)
+        else:
+            out[key] = value
     return out
+
+
+def _rebased(path: str, section: Dict[str, Any], name: Any) -> Dict[str, Any]:
+    """What a base's method or data section leaves to an override that names another method or
+    dataset: nothing of another method's settings; of the data settings, those the new dataset reads
+    (a Waterbirds preset built on BFFHQ's keeps its image size, not its conflicting ratio)."""
+    if path not in ("method", "data") or name is None or name == section.get("name"):
+        return section
+    if path == "method":
+        return {}
+    keep = dataset_keys(name) if isinstance(name, str) else ()
+    return {k: v for k, v in section.items() if k in keep}
 
 
 def list_presets() -> List[str]:
@@ -163,9 +179,21 @@ def config_from_dict(raw: Dict[str, Any]) -> Config:
     if not name:
         raise ConfigError("config has no method.name; set it (e.g. method.name=denetdm)")
     cfg = build(Config, raw)
+    _check_data_keys(cfg, raw.get("data") or {})
     cfg.method = build(method_config_class(name), method, "method")
     validate(cfg)
     return cfg
+
+
+def _check_data_keys(cfg: Config, raw: Dict[str, Any]) -> None:
+    """A data key the dataset does not read must stay at its default: it would be ignored otherwise.
+    (Configs written before datasets declared their keys list every key, at its default.)"""
+    keys, defaults = dataset_keys(cfg.data.name), DataConfig()
+    for key in raw:
+        if key not in keys and getattr(cfg.data, key) != getattr(defaults, key):
+            own = ", ".join(k for k in keys if k != "name")
+            raise ConfigError(f"data.{key} is not a setting of dataset {cfg.data.name!r}; remove it "
+                              f"(its settings: {own})")
 
 
 def load_config(preset: str = "colored_mnist", overrides: Sequence[str] = ()) -> Config:

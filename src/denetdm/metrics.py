@@ -31,13 +31,16 @@ def summarize(
     groups: bool = False,
 ) -> Dict[str, float]:
     """Accuracies in percent. Without bias labels only label-free ones are reported.
-    `groups` adds the (target x bias) accuracy matrix (None for empty cells)."""
+    `groups` adds the per-class accuracies and, with bias labels, the (target x bias) accuracy matrix
+    (None for empty classes and cells): what `denetdm report` draws of the deployed model."""
     pred, y = pred.cpu(), y.cpu()
     out: Dict[str, float] = {"accuracy": 100.0 * (pred == y).double().mean().item()}
     per_class_total = torch.bincount(y, minlength=num_classes).double()
     per_class_correct = torch.bincount(y, weights=(pred == y).double(), minlength=num_classes)
     seen = per_class_total > 0
     out["worst_class"] = 100.0 * (per_class_correct[seen] / per_class_total[seen]).min().item()
+    if groups:
+        out["per_class"] = [100.0 * c / t if t else None for c, t in zip(per_class_correct.tolist(), per_class_total.tolist())]
     if bias is None or (bias.cpu() < 0).any():
         return out
     correct, total = group_counts(pred, y, bias.cpu(), num_classes, num_bias)

@@ -10,6 +10,7 @@ oracle protocol. Checkpoints and the resume point: `checkpoints.py`; the oracle 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import platform
@@ -36,7 +37,8 @@ from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load
                           rng_state, save_resume_point, set_rng_state, write_status)
 from .errors import ConfigError, DenetdmError, RunFolderError, one_line
 from .fileio import dumps, save_atomic, write_text_atomic
-from . import oracle_twin
+from . import distributed, oracle_twin
+from .distributed import WORLD
 from .deploy import data_meta
 from .methods import create_method
 from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
@@ -89,6 +91,7 @@ def machine_info(device: torch.device) -> Dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "device": str(device),
+        **({"processes": WORLD.size} if WORLD.size > 1 else {}),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -106,18 +109,25 @@ def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 
     names = list(names)
     preds = {name: [] for name in names}
     proxy_pred = []
-    for _, x, _, _ in split.batches(torch.arange(len(split)), batch_size):
+    # Under torchrun each rank predicts every size-th sample, and the predictions are gathered.
+    for _, x, _, _ in split.batches(torch.arange(len(split))[WORLD.rank::WORLD.size], batch_size):
         for name in names:
             preds[name].append(predictors[name](x).argmax(dim=1))
         if pseudo and proxy is not None:
             proxy_pred.append(predictors[proxy](x).argmax(dim=1))
     model.train(was_training)
+
+    def cat(parts):
+        local = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=split.y.device)
+        return distributed.gather(local, len(split))
+
     bias = split.bias if split.has_bias and use_bias else None
-    out = {n: summarize(torch.cat(p), split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
+    preds = {n: cat(p) for n, p in preds.items()}
+    out = {n: summarize(p, split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
     if pseudo:
-        proxy_pred = torch.cat(proxy_pred) if proxy is not None else None
+        proxy_pred = cat(proxy_pred) if proxy is not None else None
         for name, p in preds.items():
-            out[name].update(pseudo_group_summary(torch.cat(p), split.y, split.num_classes, proxy_pred))
+            out[name].update(pseudo_group_summary(p, split.y, split.num_classes, proxy_pred))
     return out
 
 
@@ -149,10 +159,11 @@ def default_run_dir(preset: str) -> Path:
 
 
 def setup_runtime(cfg: Config) -> torch.device:
+    """Threads, denormals and the device; under torchrun, this process's rank and its device."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)
-    return resolve_device(cfg.device)
+    return resolve_device(distributed.setup(cfg.device)[1])
 
 
 def check_new_run_dir(out: Path) -> None:
@@ -215,21 +226,26 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     if data is not None:
         cfg.data.name = "in_memory"
     out = Path(out)
+    device = setup_runtime(cfg)
     if resume:
         check_resumable(out, cfg)
     else:
         check_new_run_dir(out)
-    device = setup_runtime(cfg)
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(cfg.seed)
     with_val = cfg.selection in HELD_OUT
     splits: Splits = (create_dataset(cfg.data, with_val=with_val, progress=not quiet) if data is None
                       else memory_splits(data, cfg.data, with_val)).to(device)
     model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train)).to(device)
+    distributed.check_method(model)
+    distributed.sync_module(model)
+    point = load_resume_point(out) if resume else None
+    if not WORLD.main:  # the other ranks train alongside and write nothing
+        return Trainer(cfg, out, True, preset, splits, model, device, point, start_from).run()
     # Only now, with data and model built, does the folder appear: a failed start leaves nothing behind.
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if not resume:
         write_text_atomic(out / "config.yaml", to_yaml(cfg))
-    point = load_resume_point(out) if resume else None
     write_status(out, "running")
     try:
         results = Trainer(cfg, out, quiet, preset, splits, model, device, point, start_from).run()
@@ -264,8 +280,8 @@ class Trainer:
         self.log = None
 
     def run(self) -> dict:
-        run, log_path = self.run_state, self.out / "metrics.jsonl"
-        with open(log_path, "a") as self.log:
+        run = self.run_state
+        with (open(self.out / "metrics.jsonl", "a") if WORLD.main else io.StringIO()) as self.log:
             kept = self.point["log_bytes"] if self.point is not None else 0
             self.log.truncate(kept)  # drop the records of epochs the resume point does not hold
             self.log.seek(kept)
@@ -291,6 +307,7 @@ class Trainer:
             messages = self.model.phase_warnings(phase.name, run.train_fit[phase.name])
             if not messages or final_phase or not self.model.restart_phase(phase.name, len(run.restarts.get(phase.name, []))):
                 break
+            distributed.sync_module(self.model)  # the fresh weights of rank 0 on every rank
             run.restarts.setdefault(phase.name, []).append(" ".join(messages))
             del run.selected[phase.name]
             warnings.warn(f"{run.restarts[phase.name][-1]} [restart {len(run.restarts[phase.name])}: training "
@@ -300,7 +317,7 @@ class Trainer:
             warnings.warn(message, stacklevel=2)
             self.say(f"warning: {message}", False)
             run.warnings.append(message)
-        if trained and not final_phase:  # the final phase's weights are final.pt: no second copy
+        if trained and not final_phase and WORLD.main:  # the final phase's weights are final.pt: no second copy
             save_atomic(checkpoint_dict(self.cfg, self.model, phase.name, run.selected[phase.name]),
                         self.out / "checkpoints" / f"{phase.name}.pt")
         run.finished.append(phase.name)
@@ -334,11 +351,11 @@ class Trainer:
         bar = tqdm(total=steps * phase.optim.epochs, initial=steps * first_epoch, desc=phase.name, unit="step",
                    disable=self.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
         for epoch in range(first_epoch, phase.optim.epochs):
-            self.train_epoch(phase, attempt, epoch, pool, steps, selector, shadow, bar)
+            self.train_epoch(phase, attempt, epoch, pool, selector, shadow, bar)
         bar.close()
         if shadow is not None:
             run.oracle_epochs[phase.name] = shadow.best_epoch
-            if not final_phase:
+            if not final_phase and WORLD.main:
                 oracle_twin.save_start(self.out, self.cfg, model, phase.name, shadow, run, self.shuffle, self.device)
                 # Restarting reads the selected epoch, so an oracle run restarts alike only from the same one.
                 run.shadowing = shadow.best_epoch == selector.best_epoch
@@ -348,20 +365,29 @@ class Trainer:
             run.scores[phase.name] = selector.best_score
         return shadow
 
-    def train_epoch(self, phase, attempt: int, epoch: int, pool, steps: int, selector, shadow, bar) -> None:
+    def train_epoch(self, phase, attempt: int, epoch: int, pool, selector, shadow, bar) -> None:
         """One pass of `update` over the shuffled pool, a stop on a non-finite loss, the evaluation the
         selection protocol scores, one metrics record, and a resume point."""
         model, run = self.model, self.run_state
         model.train()
         totals: Dict[str, float] = {}
         order = pool[torch.randperm(len(pool), generator=self.shuffle)]
-        for batch in self.splits.train.batches(order, phase.optim.batch_size, phase.drop_last):
+        size, drop_last, weights = phase.optim.batch_size, phase.drop_last, [1.0]
+        if WORLD.size > 1:  # this rank's share of each batch: consecutive slices of size / world size
+            shards = distributed.shard(order, size, drop_last)
+            order, size, drop_last = torch.cat([i for i, _ in shards]), size // WORLD.size, False
+            weights = [w for _, w in shards]
+        n = 0
+        for n, batch in enumerate(self.splits.train.batches(order, size, drop_last), 1):
+            WORLD.weight = weights[min(n, len(weights)) - 1]
             for key, value in model.update(batch).items():
-                totals[key] = totals.get(key, 0.0) + value
+                totals[key] = totals.get(key, 0.0) + value * (WORLD.weight / WORLD.size)
             bar.update()
+        if totals and WORLD.size > 1:  # the epoch's mean losses over all ranks, the same on each
+            totals = dict(zip(totals, distributed.all_sum(torch.stack([torch.as_tensor(v) for v in totals.values()]))))
         record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}), "epoch": epoch,
                   "time_s": round(self.elapsed(), 2)}
-        record.update({f"train_{k}": float(v) / steps for k, v in totals.items()})
+        record.update({f"train_{k}": float(v) / n for k, v in totals.items()})
         bad = [k for k, v in record.items() if k.startswith("train_") and not math.isfinite(v)]
         if bad:
             last_good = f"epoch {epoch - 1} in {self.out / 'checkpoints' / RESUME}" if epoch else "none in this phase"
@@ -383,6 +409,8 @@ class Trainer:
                  f"loss {record.get('train_loss', float('nan')):.4f}{score} [{record['time_s']:.0f} s]", bar.disable)
         self.log.write(dumps(record) + "\n")
         self.log.flush()
+        if not WORLD.main:
+            return
         save_resume_point(self.out, {
             "phase": phase.name, "attempt": attempt, "epoch": epoch, "pool": pool, "model": model.state_dict(),
             "train_state": model.train_state(), "selector": selector.state(),
@@ -391,6 +419,8 @@ class Trainer:
 
     def say(self, line: str, to_stderr: bool = True) -> None:
         """A line for `log.txt` in the run folder, and for stderr unless quiet or a progress bar shows it."""
+        if not WORLD.main:
+            return
         with open(self.out / "log.txt", "a") as fh:
             fh.write(line + "\n")
         if to_stderr and not self.quiet:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from .. import distributed
 from ..errors import ConfigError
 
 @dataclass
@@ -48,6 +49,8 @@ class MethodConfig:
     """Base of every method's config dataclass; `NAME` is its registry name."""
 
     NAME: ClassVar[str] = ""
+    # Settings counted in optimiser steps, which a shortened schedule scales with its phase.
+    STEP_COUNTED: ClassVar[Tuple[str, ...]] = ()
 
     def validate(self) -> None:
         for name, value in vars(self).items():
@@ -90,6 +93,8 @@ class Algorithm(nn.Module):
 
     config_class: ClassVar[type]
     uses_bias_labels: ClassVar[bool] = False  # True: training reads the batch's bias labels (GroupDRO)
+    # True: a step depends only on its batch, so torchrun ranks can share it (distributed.py).
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, cfg, input_shape: Tuple[int, ...], num_classes: int, num_train: int):
         super().__init__()
@@ -160,5 +165,7 @@ class Algorithm(nn.Module):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(p for o in optimizers for group in o.param_groups for p in group["params"])
         for optimizer in optimizers:
             optimizer.step()
+        distributed.sync_buffers(self)

@@ -101,6 +101,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 @register_method
 class DeNetDM(Algorithm):
     config_class = DeNetDMConfig
+    data_parallel = True
 
     def __init__(self, cfg: DeNetDMConfig, input_shape, num_classes, num_train):
         super().__init__(cfg, input_shape, num_classes, num_train)
@@ -199,7 +200,7 @@ class DeNetDM(Algorithm):
         retried = self.restarts_done >= self.cfg.stage1_restarts > 0
         # What to try next: nothing left to retry here, so compare with a method that needs no depth gap.
         advice = (f"after {self.restarts_done} restart(s) the split still fails; compare with LfF (--preset "
-                  "lff_colored_mnist with the same data.* keys), which does not rely on the depth gap"
+                  "lff_<this preset>, e.g. lff_custom_arrays, with the same data.* keys), which does not rely on the depth gap"
                   if retried else None)
         if self.deep_at_chance:  # a constant-like deep branch: nothing was left to it
             return [

@@ -35,6 +35,7 @@ class DFAConfig(MethodConfig):
     """Colored MNIST defaults of the official code (kakaoenterprise/Learning-Debiased-
     Disentangled: `scripts/run_cmnist_ours.sh`, `train.py` defaults, `learner.py`)."""
 
+    STEP_COUNTED: ClassVar[tuple] = ("curr_step", "lr_decay_step")
     NAME: ClassVar[str] = "dfa"
     # `module/mlp.py` MLP_DISENTANGLE: Linear(2352,100)-ReLU-Linear(100,100)-ReLU-Linear(100,16)-ReLU
     # per encoder, and a Linear(32, 10) classifier on [z_i, z_b]. Here: an MLP backbone of

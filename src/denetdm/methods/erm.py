@@ -24,6 +24,7 @@ class ERMConfig(MethodConfig):
 @register_method
 class ERM(Algorithm):
     config_class = ERMConfig
+    data_parallel = True
 
     def __init__(self, cfg: ERMConfig, input_shape, num_classes, num_train):
         super().__init__(cfg, input_shape, num_classes, num_train)

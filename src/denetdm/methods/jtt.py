@@ -63,6 +63,7 @@ class JTTConfig(MethodConfig):
 @register_method
 class JTT(Algorithm):
     config_class = JTTConfig
+    data_parallel = True
     eval_batch_size: ClassVar[int] = 2048
 
     def __init__(self, cfg: JTTConfig, input_shape, num_classes, num_train):

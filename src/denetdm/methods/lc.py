@@ -41,6 +41,7 @@ class LCConfig(MethodConfig):
     """Defaults of the official code (shengliu66/LC `train.py` defaults and `learner.py`); its
     README gives no Colored MNIST command, so every value here is a default."""
 
+    STEP_COUNTED: ClassVar[tuple] = ("curr_step", "lr_decay_step")
     NAME: ClassVar[str] = "lc"
     # `module/mlp.py` MLP_DISENTANGLE (the `cmnist` model): Linear(2352,100)-ReLU-Linear(100,100)-ReLU-
     # Linear(100,16)-ReLU, then Linear(16, 10); both networks. Here: an MLP backbone of depth 3
