@@ -6,7 +6,7 @@ import torch
 
 from denetdm.cli import main
 from denetdm.config import load_config
-from denetdm.errors import RunFolderError
+from denetdm.errors import ConfigError, RunFolderError
 from denetdm.methods.base import Phase
 from denetdm.selection import Selector
 from denetdm.training import evaluate_checkpoint, train
@@ -152,3 +152,25 @@ def test_output_piped_to_a_file_has_one_line_per_epoch_and_the_run_folder_keeps_
     assert all("loss" in line and "selection score" in line for line in epochs)
     log = (out / "log.txt").read_text()
     assert all(line in log for line in epochs) and "label-free ESTIMATE" in log and "selected epochs" in log
+
+
+def test_csv_and_tensorboard_loggers_hold_every_logged_value(tmp_path):
+    pytest.importorskip("tensorboard")
+    import csv as csv_module
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config("synthetic_demo", ["device=cpu", "loggers=csv,tensorboard"])
+    train(cfg, tmp_path / "run", quiet=True)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = list(csv_module.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    last = records[-1]
+    mine = {r["name"]: float(r["value"]) for r in rows if (r["phase"], int(r["epoch"])) == (last["phase"], last["epoch"])}
+    assert mine["train_loss"] == pytest.approx(last["train_loss"])
+    assert mine["test.stage2_target.accuracy"] == pytest.approx(last["test"]["stage2_target"]["accuracy"])
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("stage1/train_loss")]
+    assert steps == [r["epoch"] for r in records if r["phase"] == "stage1"]
+    with pytest.raises(ConfigError, match="unknown wandb"):
+        load_config("synthetic_demo", ["loggers=csv,wandb"])

@@ -36,6 +36,7 @@ class Config:
     eval_every: int = 1  # epochs between evaluations that are logged
     flush_denormal: bool = True  # CPU speed: subnormal weights from L2 decay are flushed to zero
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    loggers: str = ""  # beside metrics.jsonl: csv, tensorboard (comma-separated; loggers.py)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only, the method section led by its name: what `config_from_dict` reads."""
@@ -216,6 +217,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("eval_every must be at least 1")
     if cfg.threads < 0:
         raise ConfigError(f"threads={cfg.threads} must be >= 0 (0 keeps torch's default)")
+    from .loggers import parse_loggers
+
+    parse_loggers(cfg.loggers)
     cfg.method.validate()
 
 

@@ -41,6 +41,7 @@ from . import distributed, oracle_twin
 from .distributed import WORLD
 from .deploy import data_meta
 from .methods import create_method
+from .loggers import create_loggers
 from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
 from .selection import DESCRIPTIONS, HELD_OUT, Selector
 
@@ -278,6 +279,7 @@ class Trainer:
         self.run_state = RunState(**point["run"]) if point is not None else RunState(shadowing=shadowing)
         self.shadow: Optional[Selector] = None  # the oracle shadow of the phase trained last
         self.log = None
+        self.loggers: list = []
 
     def run(self) -> dict:
         run = self.run_state
@@ -289,9 +291,15 @@ class Trainer:
                 set_rng_state(self.point["rng"], self.shuffle)
             elif self.start_from is not None:
                 oracle_twin.take_over(self.start_from, self.cfg, self.model, self.shuffle, run, self.log)
-            for i, phase in enumerate(self.phases):
-                if phase.name not in run.finished:
-                    self.run_phase(phase, final_phase=i == len(self.phases) - 1)
+            self.log.flush()  # a resumed or taken-over run's loggers start from the records kept so far
+            self.loggers = create_loggers(self.cfg.loggers, self.out) if WORLD.main else []
+            try:
+                for i, phase in enumerate(self.phases):
+                    if phase.name not in run.finished:
+                        self.run_phase(phase, final_phase=i == len(self.phases) - 1)
+            finally:
+                for logger in self.loggers:
+                    logger.close()
         return self.results()
 
     def run_phase(self, phase, final_phase: bool) -> None:
@@ -409,6 +417,8 @@ class Trainer:
                  f"loss {record.get('train_loss', float('nan')):.4f}{score} [{record['time_s']:.0f} s]", bar.disable)
         self.log.write(dumps(record) + "\n")
         self.log.flush()
+        for logger in self.loggers:
+            logger.log(record)
         if not WORLD.main:
             return
         save_resume_point(self.out, {
