@@ -106,16 +106,17 @@ def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 
     `pseudo` adds the label-free (class, `proxy` prediction) group accuracies of `pseudo_group_summary`."""
     was_training = model.training
     model.eval()
-    predictors = model.predictors()
     names = list(names)
     preds = {name: [] for name in names}
     proxy_pred = []
+    wanted = list(dict.fromkeys([*names, *([proxy] if pseudo and proxy is not None else [])]))
     # Under torchrun each rank predicts every size-th sample, and the predictions are gathered.
     for _, x, _, _ in split.batches(torch.arange(len(split))[WORLD.rank::WORLD.size], batch_size):
+        logits = model.predict_many(x, wanted)
         for name in names:
-            preds[name].append(predictors[name](x).argmax(dim=1))
+            preds[name].append(logits[name].argmax(dim=1))
         if pseudo and proxy is not None:
-            proxy_pred.append(predictors[proxy](x).argmax(dim=1))
+            proxy_pred.append(logits[proxy].argmax(dim=1))
     model.train(was_training)
 
     def cat(parts):

@@ -123,6 +123,12 @@ class Algorithm(nn.Module):
         """Logits of the deployed model."""
         raise NotImplementedError
 
+    def predict_many(self, x: torch.Tensor, names: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """Logits of several predictors on one batch; a method whose predictors share branches computes
+        each branch once (evaluation reads every predictor after every epoch)."""
+        predictors = self.predictors()
+        return {name: predictors[name](x) for name in names}
+
     def phase_warnings(self, phase: str, train_fit: Dict[str, Dict[str, float]]) -> List[str]:
         """Label-free checks of a finished phase, from its predictors' fit of the training labels
         (`train_fit`: predictor -> accuracy summary); each message is shown and kept in the results."""

@@ -229,10 +229,17 @@ class DeNetDM(Algorithm):
         self.restarts_done += 1
         return True
 
+    # Each predictor: (head, the branches whose features it sums). Only f_t(phi_t(x)) is deployed.
+    PREDICTORS = {"stage1_poe": ("head", ("deep", "shallow")), "stage1_deep": ("head", ("deep",)),
+                  "stage1_shallow": ("head", ("shallow",)), "stage2_target": ("target_head", ("target",))}
+
+    def predict_many(self, x, names):
+        """Each branch's features once for all the predictors asked for (stage 1 reads three predictors
+        of two branches after every epoch)."""
+        branches = dict.fromkeys(b for name in names for b in self.PREDICTORS[name][1])
+        features = {b: getattr(self, b)(x) for b in branches}
+        return {name: getattr(self, head)(sum(features[b] for b in parts))
+                for name, (head, parts) in ((n, self.PREDICTORS[n]) for n in names)}
+
     def predictors(self):
-        return {
-            "stage1_poe": lambda x: self.head(self.deep(x) + self.shallow(x)),
-            "stage1_deep": lambda x: self.head(self.deep(x)),
-            "stage1_shallow": lambda x: self.head(self.shallow(x)),
-            "stage2_target": self.predict,
-        }
+        return {name: (lambda x, name=name: self.predict_many(x, [name])[name]) for name in self.PREDICTORS}
