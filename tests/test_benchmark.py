@@ -131,10 +131,10 @@ def test_an_oracle_twin_restarts_stage1_as_a_from_scratch_oracle_run_would(tmp_p
     # made a function of the epoch, the last one (shared with `last`) or the first (not shared).
     observe = Selector.observe
 
-    def by_epoch(self, epoch, metrics, model):
+    def by_epoch(self, epoch, metrics, model, *candidate):
         if self.protocol == "oracle" and self.phase.name == "stage1":
             self.score = lambda _: float(epoch if shared_attempts else -epoch)
-        observe(self, epoch, metrics, model)
+        observe(self, epoch, metrics, model, *candidate)
 
     monkeypatch.setattr(Selector, "observe", by_epoch)
     seed = 0

@@ -1,4 +1,5 @@
 """Label-free `proxy` selection and its estimate: pseudo groups from a bias proxy, no bias labels."""
+import json
 import math
 
 import pytest
@@ -84,7 +85,8 @@ def _without_bias_labels(create):
 @pytest.mark.parametrize("preset,overrides", [
     ("colored_mnist", TINY),
     ("lff_colored_mnist", ["data.name=synthetic", "device=cpu", "method.optim.epochs=3"]),
-], ids=["denetdm", "lff"])
+    ("colored_mnist", [*TINY, "method.distill_weight_candidates=[1, 0]"]),
+], ids=["denetdm", "lff", "denetdm-candidates"])
 def test_selection_never_reads_bias_labels(tmp_path, monkeypatch, preset, overrides):
     """Every bias label set to -1 (train, held-out and test): the same epochs, weights and estimate."""
     with_labels = train(load_config(preset, overrides), tmp_path / "a", quiet=True)
@@ -92,6 +94,7 @@ def test_selection_never_reads_bias_labels(tmp_path, monkeypatch, preset, overri
     without = train(load_config(preset, overrides), tmp_path / "b", quiet=True)
     assert with_labels["selection"] == without["selection"] == "proxy"
     assert with_labels["selected_epochs"] == without["selected_epochs"]
+    assert with_labels.get("candidates") == without.get("candidates")
     assert with_labels["estimate"] == without["estimate"]
     for name, metrics in without["test"].items():
         assert metrics["accuracy"] == with_labels["test"][name]["accuracy"] and "unbiased" not in metrics
@@ -132,3 +135,19 @@ def test_a_phase_without_a_proxy_scores_its_classes_whatever_the_proxy_metric():
     for epoch, score in enumerate((60.0, 80.0, 70.0)):
         selector.observe(epoch, {"val": {"erm": {"pseudo_unbiased": score, "pseudo_worst": 50.0}}}, None)
     assert selector.best_epoch == 1
+
+
+def test_stage2_candidates_are_ranked_by_the_selection_score_and_last_trains_the_first_only(tmp_path):
+    over = [*TINY, "method.distill_weight_candidates=[1, 0]"]
+    ranked = train(load_config("colored_mnist", over), tmp_path / "proxy", quiet=True)
+    entry = ranked["candidates"]["stage2"]
+    assert entry["settings"] == [{"distill_weight": 1.0}, {"distill_weight": 0.0}]
+    assert entry["chosen"] == max(range(2), key=lambda k: entry["scores"][k])
+    assert ranked["selection_scores"]["stage2"] == max(entry["scores"])
+    logged = [json.loads(line) for line in (tmp_path / "proxy" / "metrics.jsonl").read_text().splitlines()]
+    stage2 = [(r.get("candidate", 0), r["epoch"]) for r in logged if r["phase"] == "stage2"]
+    epochs = load_config("colored_mnist", over).method.stage2.epochs
+    assert stage2 == [(k, e) for k in range(2) for e in range(epochs)]
+    last = train(load_config("colored_mnist", [*over, "selection=last"]), tmp_path / "last", quiet=True)
+    assert "candidates" not in last
+    assert all("candidate" not in json.loads(line) for line in (tmp_path / "last" / "metrics.jsonl").read_text().splitlines())

@@ -22,12 +22,14 @@ TINY = ["data.name=synthetic", "device=cpu", "threads=1"]
 METHOD_RUNS = {  # preset -> overrides: every method with a trainer of its own, several epochs per phase
     "colored_mnist": ["method.stage1.epochs=3", "method.stage2.epochs=3", "method.stage1_restarts=1",
                       "method.chance_restart_shallow_lr_scale=0.1"],
+    "custom_arrays": ["method.stage1.epochs=2", "method.stage2.epochs=3"],  # stage 2 per distillation weight
     "lff_colored_mnist": ["method.optim.epochs=4"],
     "jtt_colored_mnist": ["method.identification.epochs=2", "method.upweighted.epochs=3"],
     "dfa_colored_mnist": ["method.optim.epochs=4", "method.curr_step=3", "method.lr_decay_step=5"],  # swap and decay inside
     "groupdro_colored_mnist": ["method.optim.epochs=3"],
 }
-SAME = ("test", "selected_epochs", "selection_scores", "train_fit", "estimate", "warnings", "restarts", "oracle_view")
+SAME = ("test", "selected_epochs", "selection_scores", "train_fit", "estimate", "warnings", "restarts", "oracle_view",
+        "candidates")
 
 
 def same_run(a: dict, b: dict) -> None:

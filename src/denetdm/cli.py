@@ -60,6 +60,9 @@ def cmd_train(args) -> int:
     lines = [format_table(results["test"], cfg.selection), format_table(fit, cfg.selection, title=TRAIN_FIT_TITLE)]
     if results.get("estimate"):
         lines.append(format_estimate(results["estimate"]))
+    for phase, entry in results.get("candidates", {}).items():  # settings ranked by the selection score
+        scores = ", ".join(f"{setting} {score:.2f}" for setting, score in zip(entry["settings"], entry["scores"]))
+        lines.append(f"{phase}: kept {entry['settings'][entry['chosen']]} (best selection score per setting: {scores})")
     lines.append(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")
     print("\n".join(lines))
     with open(out / "log.txt", "a") as fh:  # the run folder keeps what was printed

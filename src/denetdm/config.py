@@ -59,6 +59,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} must be a list, e.g. [1, 0], got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path} is a section; set its keys instead (e.g. {path}.<key>=...)")

@@ -127,7 +127,7 @@ def _selection_section(page: Page, results: dict, records: List[dict], has_bias:
     if results.get("uses_bias_labels"):
         page.text(f"The method itself ({results['method']}) trains with bias labels.", warn=True)
     last = _last_attempts(records)
-    logged = Counter(r["phase"] for r in records if r.get("attempt", 0) == last[r["phase"]])
+    logged = Counter(r["phase"] for r in records if r.get("attempt", 0) == last[r["phase"]] and not r.get("candidate"))
     scores = results.get("selection_scores")  # none under `last`, nor in runs older than the record
     rows = [[phase, f"{epoch + 1} of {logged.get(phase, '?')}", *([_cell(scores.get(phase))] if scores else []),
              *([oracle["selected_epochs"].get(phase, 0) + 1] if oracle else [])]
@@ -206,14 +206,15 @@ def _checks_section(page: Page, results: dict, name: str) -> None:
 
 
 def curves_figure(path: Path, records: List[dict], results: dict, score: str) -> None:
-    """A row per (phase, attempt): training losses, test accuracy per predictor (unbiased where bias labels
+    """A row per (phase, attempt, candidate setting): training losses, test accuracy per predictor (unbiased where bias labels
     exist), the label-free held-out score `score` per predictor; the kept epoch (and an oracle's) marked."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     attempts: Dict[tuple, List[dict]] = {}
-    for r in records:
-        attempts.setdefault((r["phase"], r.get("attempt", 0)), []).append(r)
+    for r in records:  # a row per attempt, and per candidate setting where a phase had several
+        attempts.setdefault((r["phase"], r.get("attempt", 0), r.get("candidate", 0)), []).append(r)
+    ranked = results.get("candidates", {})
     last = _last_attempts(records)
     names = list(dict.fromkeys(n for r in records for split in ("test", "val") for n in r.get(split, {})))
     colour = {n: f"C{i}" for i, n in enumerate(names)}
@@ -222,9 +223,13 @@ def curves_figure(path: Path, records: List[dict], results: dict, score: str) ->
     cols = 3 if has_val else 2
     fig, axes = plt.subplots(len(attempts), cols, figsize=(12, 2.7 * len(attempts) + 0.7), squeeze=False)
     oracle = (results.get("oracle_view") or {}).get("selected_epochs", {})
-    for row, ((phase, attempt), recs) in zip(axes, attempts.items()):
+    for row, ((phase, attempt, candidate), recs) in zip(axes, attempts.items()):
         label = phase if last[phase] == 0 else f"{phase}, attempt {attempt + 1}" + (
             "" if attempt == last[phase] else " (discarded)")
+        if phase in ranked:
+            setting = ", ".join(f"{k}={v}" for k, v in ranked[phase]["settings"][candidate].items())
+            label += f"\n{setting}" + (" (kept)" if candidate == ranked[phase]["chosen"] else "")
+        kept_row = attempt == last[phase] and candidate == ranked.get(phase, {}).get("chosen", 0)
         losses = sorted({k for r in recs for k in r if k.startswith("train_")})
         marker = "o" if len(recs) <= 30 else None  # a point per epoch where lines are short
         for i, key in enumerate(losses):
@@ -252,10 +257,10 @@ def curves_figure(path: Path, records: List[dict], results: dict, score: str) ->
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if attempt == last[phase] and phase in results["selected_epochs"]:
+            if kept_row and phase in results["selected_epochs"]:
                 ax.axvline(results["selected_epochs"][phase] + 1, color="black", ls="--", lw=1,
                            label=f"kept epoch [{results['selection']}]")
-            if attempt == last[phase] and phase in oracle:
+            if kept_row and phase in oracle:
                 ax.axvline(oracle[phase] + 1, color="crimson", ls=":", lw=1.3, label="an oracle's epoch [oracle]")
     handles = {lab: h for ax in axes[:, 1:].flat for h, lab in zip(*ax.get_legend_handles_labels())}
     handles = {lab: handles[lab] for lab in sorted(handles, key=lambda lab: lab not in names)}  # predictors first

@@ -208,6 +208,8 @@ class RunState:
     train_fit: Dict[str, dict] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     restarts: Dict[str, List[str]] = field(default_factory=dict)  # phase -> per restart, the warnings behind it
+    # phase -> its candidate settings, each one's best selection score so far, and the kept one
+    candidates: Dict[str, dict] = field(default_factory=dict)
     shadowing: bool = False
     elapsed_s: float = 0.0  # wall time of earlier sessions of this run
 
@@ -337,7 +339,8 @@ class Trainer:
         model, run, point = self.model, self.run_state, self.point
         attempt = len(run.restarts.get(phase.name, []))
         resuming = point is not None and point["phase"] == phase.name and point["attempt"] == attempt
-        if resuming:  # start_phase may read the weights (JTT's identification model) and values (rates)
+        model.candidate = 0
+        if resuming:  # start_phase may read the weights (JTT's identification model) and values (rates, candidate)
             model.load_state_dict(point["model"])
             model.load_train_state(point["train_state"])
         pool = model.start_phase(phase, self.splits.train)
@@ -354,14 +357,26 @@ class Trainer:
                 shadow.load(point["shadow"])
             set_rng_state(point["rng"], self.shuffle)
             first_epoch, self.point = point["epoch"] + 1, None
+        # Candidate settings are ranked by the selection score; `last` has none, so it trains the first only.
+        candidates = model.candidates(phase.name)[: None if selector.protocol != "last" else 1]
+        if len(candidates) > 1:
+            run.candidates.setdefault(phase.name, {"settings": candidates, "scores": [None] * len(candidates)})
         size = phase.optim.batch_size
         steps = len(pool) // size if phase.drop_last else -(-len(pool) // size)
         # Progress bars on a terminal only; piped to a file, one line per epoch (`say`).
-        bar = tqdm(total=steps * phase.optim.epochs, initial=steps * first_epoch, desc=phase.name, unit="step",
-                   disable=self.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
-        for epoch in range(first_epoch, phase.optim.epochs):
-            self.train_epoch(phase, attempt, epoch, pool, selector, shadow, bar)
+        total = phase.optim.epochs * len(candidates)
+        bar = tqdm(total=steps * total, initial=steps * (first_epoch + model.candidate * phase.optim.epochs),
+                   desc=phase.name, unit="step", disable=self.quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+        for candidate in range(model.candidate, len(candidates)):
+            if candidate != model.candidate:  # the next setting, from the same start as the first
+                model.candidate, first_epoch = candidate, 0
+                pool = model.start_phase(phase, self.splits.train)
+                pool = torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
+            for epoch in range(first_epoch, phase.optim.epochs):
+                self.train_epoch(phase, attempt, epoch, pool, selector, shadow, bar)
         bar.close()
+        if phase.name in run.candidates:
+            run.candidates[phase.name]["chosen"] = selector.best_candidate
         if shadow is not None:
             run.oracle_epochs[phase.name] = shadow.best_epoch
             if not final_phase and WORLD.main:
@@ -394,7 +409,8 @@ class Trainer:
             bar.update()
         if totals and WORLD.size > 1:  # the epoch's mean losses over all ranks, the same on each
             totals = dict(zip(totals, distributed.all_sum(torch.stack([torch.as_tensor(v) for v in totals.values()]))))
-        record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}), "epoch": epoch,
+        record = {"phase": phase.name, **({"attempt": attempt} if attempt else {}),
+                  **({"candidate": model.candidate} if model.candidate else {}), "epoch": epoch,
                   "time_s": round(self.elapsed(), 2)}
         record.update({f"train_{k}": float(v) / n for k, v in totals.items()})
         bad = [k for k, v in record.items() if k.startswith("train_") and not math.isfinite(v)]
@@ -407,14 +423,21 @@ class Trainer:
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch == phase.optim.epochs - 1:
             metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
                        for name, split in self.eval_splits.items()}
-            selector.observe(epoch, metrics, model)
+            selector.observe(epoch, metrics, model, model.candidate)
             if shadow is not None:
-                shadow.observe(epoch, metrics, model)
+                shadow.observe(epoch, metrics, model, model.candidate)
+            ranked = run.candidates.get(phase.name)
+            if ranked is not None and selector.latest is not None:
+                best = ranked["scores"][model.candidate]
+                ranked["scores"][model.candidate] = selector.latest if best is None else max(best, selector.latest)
             record.update(metrics)
             bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}",
                             test_acc=f"{metrics['test'][phase.monitor]['accuracy']:.1f}")
             score = f", selection score {selector.latest:.2f}" if selector.latest is not None else ""
-        self.say(f"{phase.name}{f' (attempt {attempt + 1})' if attempt else ''} epoch {epoch + 1}/{phase.optim.epochs}: "
+        which = "".join([f" (attempt {attempt + 1})" if attempt else "",
+                         f" (candidate {model.candidate + 1}: {model.candidates(phase.name)[model.candidate]})"
+                         if phase.name in run.candidates else ""])
+        self.say(f"{phase.name}{which} epoch {epoch + 1}/{phase.optim.epochs}: "
                  f"loss {record.get('train_loss', float('nan')):.4f}{score} [{record['time_s']:.0f} s]", bar.disable)
         self.log.write(dumps(record) + "\n")
         self.log.flush()
@@ -455,6 +478,7 @@ class Trainer:
             "estimate": label_free_estimate(model, splits.test, phases[-1]),
             "warnings": run.warnings,
             **({"restarts": run.restarts} if run.restarts else {}),
+            **({"candidates": run.candidates} if run.candidates else {}),
             "method": cfg.method.NAME,
             "preset": self.preset,
             "wall_time_s": round(self.elapsed(), 1),

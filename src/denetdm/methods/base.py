@@ -101,6 +101,7 @@ class Algorithm(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.candidate = 0  # which of `candidates(phase)` the phase trains now
 
     def phases(self) -> List[Phase]:
         raise NotImplementedError
@@ -133,6 +134,12 @@ class Algorithm(nn.Module):
         """Label-free checks of a finished phase, from its predictors' fit of the training labels
         (`train_fit`: predictor -> accuracy summary); each message is shown and kept in the results."""
         return []
+
+    def candidates(self, phase: str) -> List[dict]:
+        """Settings to train the phase under, one after the other from the same start, all scored by
+        the run's selection protocol, the best (setting, epoch) kept; `candidate` is the one training.
+        One (the default): the phase trains once."""
+        return [{}]
 
     def restart_phase(self, phase: str, restarts_so_far: int) -> bool:
         """Called when a phase other than the last ends with warnings: reinitialise what the phase
