@@ -201,6 +201,7 @@ def _record(spec: RunSpec, results: dict, cfg_hash: str, run_dir: Path) -> dict:
         "warnings": results.get("warnings", []),
         **({"estimate": results["estimate"]} if results.get("estimate") else {}),
         **({"restarts": results["restarts"]} if results.get("restarts") else {}),
+        **({"candidates": results["candidates"]} if results.get("candidates") else {}),
         **({"continued_from": _twin(spec, "last").key} if "started_from" in results else {}),
         **({"headline": headline} if (headline := headline_metric(spec.dataset)) != "unbiased" else {}),
     }
