@@ -236,7 +236,9 @@ def test_ctrl_c_stops_parallel_runs_at_once(tmp_path, to_group, sig):
     cmd = [sys.executable, "-c", "import sys; from denetdm.cli import main; sys.exit(main())", "benchmark",
            "--methods", "erm", "--ratios", "0.02,0.05", "--seeds", "0,1", "--selections", "last",
            "--workers", "2", "--out", str(out), "-q", "data.name=synthetic", "device=cpu", "method.optim.epochs=100000"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a shell's background job (nohup ... &) ignores SIGINT, and the child would inherit that.
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while not any(p.glob("metrics.jsonl") for p in (out / "runs").glob("*")) and time.time() < deadline:
