@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import math
 import os
 import platform
@@ -396,14 +397,13 @@ class Trainer:
         model.train()
         totals: Dict[str, float] = {}
         order = pool[torch.randperm(len(pool), generator=self.shuffle)]
-        size, drop_last, weights = phase.optim.batch_size, phase.drop_last, [1.0]
+        size, drop_last, weights = phase.optim.batch_size, phase.drop_last, itertools.repeat(1.0)
         if WORLD.size > 1:  # this rank's share of each batch: consecutive slices of size / world size
             shards = distributed.shard(order, size, drop_last)
             order, size, drop_last = torch.cat([i for i, _ in shards]), size // WORLD.size, False
             weights = [w for _, w in shards]
         n = 0
-        for n, batch in enumerate(self.splits.train.batches(order, size, drop_last), 1):
-            WORLD.weight = weights[min(n, len(weights)) - 1]
+        for n, (batch, WORLD.weight) in enumerate(zip(self.splits.train.batches(order, size, drop_last), weights), 1):
             for key, value in model.update(batch).items():
                 totals[key] = totals.get(key, 0.0) + value * (WORLD.weight / WORLD.size)
             bar.update()
