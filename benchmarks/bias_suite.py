@@ -28,6 +28,7 @@ def report(out: Path, datasets, methods) -> None:
                              "selection": r["selection"], "conflicting": r["test"].get("conflicting"),
                              "unbiased": r["test"].get("unbiased"), "est_conflicting": r["estimate"].get("conflicting"),
                              "est_unbiased": r["estimate"].get("unbiased"), "proxy": r["estimate"]["proxy"],
+                             "proxy_caveat": bool(r["estimate"].get("caveat")),
                              "err_unbiased": estimate_error(r, "unbiased"), "selected_epochs": r["selected_epochs"],
                              "warnings": len(r.get("warnings", [])), "restarts": bool(r.get("restarts"))})
     (out / "table.json").write_text(json.dumps(rows, indent=1))

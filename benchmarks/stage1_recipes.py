@@ -31,6 +31,10 @@ VARIANTS = {
     "paper": [], "shallow_lr_scale=0.1": ["method.shallow_lr_scale=0.1"],
     "shallow_lr_scale=0.03": ["method.shallow_lr_scale=0.03"], "shallow_lr_scale=0.01": ["method.shallow_lr_scale=0.01"],
     "warmup=300": [], "warmup=300_freeze": [],
+    # Adam's coupled L2 decay shrinks a branch whose gradients have faded (the deep one, once the shallow
+    # branch fits everything) at about the learning rate per step: does the deep branch die of it?
+    "stage1_wd=0": ["method.stage1.weight_decay=0"], "stage1_wd=1e-4": ["method.stage1.weight_decay=1e-4"],
+    "stage1_wd=0+shallow_lr_scale=0.1": ["method.stage1.weight_decay=0", "method.shallow_lr_scale=0.1"],
 }
 
 
@@ -67,13 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", default=str(HERE / "results" / "stage1_recipes.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = {"what": __doc__.splitlines()[0], "ratio": 0.01, "seed": 0, "epochs": args.epochs, "runs": []}
     for dataset in args.datasets.split(","):
         splits = create_dataset(load_config("colored_mnist", [f"data.name={dataset}"]).data, progress=False)
-        for variant in VARIANTS:
+        for variant in args.variants.split(","):
             rows = stage1(dataset, variant, splits, args.epochs)
             out["runs"].append({"dataset": dataset, "variant": variant, "epochs": rows})
             print(dataset, variant, json.dumps(rows[-1]), flush=True)

@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--ratios", default="0.01")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every seed, e.g. method.stage1.weight_decay=0")
     parser.add_argument("--out", default=str(HERE / "results" / "stage1_split_rate.json"))
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
@@ -186,10 +188,10 @@ def main() -> None:
                       "threshold; `failed_bias_labelled` = last-epoch deep-branch aligned test accuracy under 95%",
               "warn_below": SPLIT_WARN_BELOW, "epochs": args.epochs, "ratios": {},
               "command": f"python benchmarks/stage1_split_rate.py --seeds {args.seeds} --ratios {args.ratios} "
-                         f"--epochs {args.epochs} --device {args.device}"}
+                         f"--epochs {args.epochs} --device {args.device}" + "".join(f" --set {o}" for o in args.set)}
     for ratio in map(float, args.ratios.split(",")):
         cfg = denetdm.load_config("colored_mnist", [f"data.ratio={ratio}", f"method.stage1.epochs={args.epochs}",
-                                                    f"device={args.device}"])
+                                                    f"device={args.device}", *args.set])
         device = setup_runtime(cfg)
         splits = denetdm.create_dataset(cfg.data, progress=False).to(device)
         curves, seconds = train_stage1(cfg, seeds, splits, device, args.epochs)

@@ -140,6 +140,21 @@ def test_stage1_split_warning_only_when_the_deep_branch_leaves_the_training_labe
         assert "after 1 restart(s)" in message and "LfF" in message and "stage1_restarts=1" not in message
 
 
+def test_an_estimate_from_a_deep_branch_at_chance_is_marked_unreliable():
+    from denetdm.training import format_estimate
+
+    model = tiny([])
+    fit = lambda deep: {"stage1_deep": {"accuracy": deep}, "stage1_poe": {"accuracy": 99.2}}
+    model.phase_warnings("stage1", fit(98.9))
+    assert model.proxy_caveat() is None
+    model.phase_warnings("stage1", fit(9.8))
+    caveat = model.proxy_caveat()
+    assert "about chance" in caveat and "class-balanced" in caveat
+    estimate = {"predictor": "stage2_target", "proxy": "stage1_deep", "unbiased": 50.0, "conflicting": 45.0}
+    assert "UNRELIABLE" not in format_estimate(estimate)
+    assert f"[UNRELIABLE: {caveat}]" in format_estimate({**estimate, "caveat": caveat})
+
+
 def test_restart_rebuilds_stage1_only_and_only_within_its_budget():
     model = tiny(["method.stage1_restarts=1"])
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -151,3 +151,21 @@ def test_stage2_candidates_are_ranked_by_the_selection_score_and_last_trains_the
     last = train(load_config("colored_mnist", [*over, "selection=last"]), tmp_path / "last", quiet=True)
     assert "candidates" not in last
     assert all("candidate" not in json.loads(line) for line in (tmp_path / "last" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_estimate_rows_mark_a_flagged_proxy_and_give_the_error_without_it():
+    from denetdm.reports import estimate_rows
+
+    def record(key, est, true, caveat=None):
+        estimate = {"proxy": "stage1_deep", "unbiased": est, **({"caveat": caveat} if caveat else {})}
+        return {"key": key, "estimate": estimate, "test": {"unbiased": true}}
+
+    records = [record("a", 80.0, 81.0), record("b", 70.0, 72.0), record("c", 40.0, 50.0, caveat="at chance")]
+    _, rows, notes = estimate_rows(records)
+    assert [r[1] for r in rows] == ["stage1_deep", "stage1_deep", "stage1_deep (unreliable)"]
+    everything, trusted = notes  # the conflicting estimate is absent from these records
+    assert "over 3 runs:" in everything and "within 3 points: 2/3" in everything
+    assert "over 2 runs whose proxy no label-free check flagged" in trusted and "within 3 points: 2/2" in trusted
+    assert "range -2.00 to -1.00" in trusted
+    _, _, notes = estimate_rows(records[:2])  # nothing flagged: one sentence
+    assert len(notes) == 1

@@ -190,17 +190,20 @@ def estimate_rows(records: List[dict]) -> Tuple[List[str], List[List[str]], List
     def cell(value):
         return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
-    rows = [[f"`{r['key']}`", r["estimate"]["proxy"],
+    rows = [[f"`{r['key']}`", r["estimate"]["proxy"] + (" (unreliable)" if r["estimate"].get("caveat") else ""),
              *(cell(v) for metric in ("unbiased", "conflicting")
                for v in (r["estimate"].get(metric), r["test"].get(metric), estimate_error(r, metric)))]
             for r in runs]
     notes = []
     for metric in ("unbiased", "conflicting"):
-        errors = [e for e in (estimate_error(r, metric) for r in runs) if e is not None]
-        if errors:
-            notes.append(f"Error of the {metric} estimate over {len(errors)} runs: mean {statistics.fmean(errors):+.2f}, "
-                         f"mean absolute {statistics.fmean(abs(e) for e in errors):.2f}, range {min(errors):+.2f} to "
-                         f"{max(errors):+.2f}; within 3 points: {sum(abs(e) <= 3 for e in errors)}/{len(errors)}.")
+        for label, group in (("", runs), (" whose proxy no label-free check flagged",
+                                          [r for r in runs if not r["estimate"].get("caveat")])):
+            errors = [e for e in (estimate_error(r, metric) for r in group) if e is not None]
+            if errors and (not label or len(group) < len(runs)):
+                notes.append(f"Error of the {metric} estimate over {len(errors)} runs{label}: mean "
+                             f"{statistics.fmean(errors):+.2f}, mean absolute {statistics.fmean(abs(e) for e in errors):.2f}, "
+                             f"range {min(errors):+.2f} to {max(errors):+.2f}; within 3 points: "
+                             f"{sum(abs(e) <= 3 for e in errors)}/{len(errors)}.")
     return header, rows, notes
 
 

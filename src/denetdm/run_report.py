@@ -160,7 +160,8 @@ def _estimate_section(page: Page, results: dict, has_bias: bool) -> None:
               + (f" (it disagrees with the label on {estimate['proxy_disagrees_pct']:.1f}% of the test samples)"
                  if "proxy_disagrees_pct" in estimate else "")
               + (". The truth reads the test bias labels." if has_bias else
-                 ". The test split has no bias labels, so there is no truth to set it against."))
+                 ". The test split has no bias labels, so there is no truth to set it against.")
+              + (f" Unreliable: {estimate['caveat']}." if estimate.get("caveat") else ""))
     record = {"estimate": estimate, "test": results["test"][estimate["predictor"]]}
     metrics = [k for k in ("unbiased", "conflicting", "aligned", "worst_group", "class_balanced") if k in estimate]
     page.table(["metric", "label-free estimate", f"truth [{results['selection']}]", "estimate - truth"],

@@ -153,7 +153,8 @@ def format_estimate(estimate: dict) -> str:
     if not values:
         values = [f"class-balanced ~ {estimate['class_balanced']:.2f}"]
     return (f"label-free ESTIMATE for {estimate['predictor']} on the test split (no bias labels; groups from the "
-            f"bias proxy {estimate['proxy']}): " + ", ".join(values))
+            f"bias proxy {estimate['proxy']}): " + ", ".join(values)
+            + (f" [UNRELIABLE: {estimate['caveat']}]" if estimate.get("caveat") else ""))
 
 
 def default_run_dir(preset: str) -> Path:
@@ -506,7 +507,8 @@ def label_free_estimate(model, test: BiasDataset, phase) -> dict:
         return {**estimate, "class_balanced": summary["pseudo_unbiased"]}
     names = {"pseudo_unbiased": "unbiased", "pseudo_conflicting": "conflicting", "pseudo_aligned": "aligned",
              "pseudo_worst": "worst_group", "pseudo_conflicting_share": "proxy_disagrees_pct"}
-    return {**estimate, **{name: summary[key] for key, name in names.items()}}
+    caveat = model.proxy_caveat()
+    return {**estimate, **{name: summary[key] for key, name in names.items()}, **({"caveat": caveat} if caveat else {})}
 
 
 def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False,

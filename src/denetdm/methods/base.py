@@ -135,6 +135,11 @@ class Algorithm(nn.Module):
         (`train_fit`: predictor -> accuracy summary); each message is shown and kept in the results."""
         return []
 
+    def proxy_caveat(self) -> Optional[str]:
+        """Why the bias proxy's groups should not be read as bias groups, where a label-free check
+        found a reason (None: no reason known). Shown with the estimate."""
+        return None
+
     def candidates(self, phase: str) -> List[dict]:
         """Settings to train the phase under, one after the other from the same start, all scored by
         the run's selection protocol, the best (setting, epoch) kept; `candidate` is the one training.

@@ -227,6 +227,12 @@ class DeNetDM(Algorithm):
             + (advice or "train again with another --seed or method.stage1_restarts=1")
         ]
 
+    def proxy_caveat(self):
+        if self.deep_at_chance:  # its predictions are about constant: the groups are the classes
+            return ("the bias proxy (the deep branch) fits about chance, so its groups are about the classes: "
+                    "read this as a class-balanced accuracy, not as an estimate of the unbiased one")
+        return None
+
     def candidates(self, phase):
         weights = self.cfg.distill_weight_candidates if phase == "stage2" else []
         return [{"distill_weight": w} for w in weights] or [{}]
