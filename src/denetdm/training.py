@@ -9,6 +9,7 @@ oracle protocol. Checkpoints and the resume point: `checkpoints.py`; the oracle 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -34,6 +35,7 @@ from .config import Config, config_from_dict, to_yaml
 from .data import create_dataset
 from .data.user_data import memory_splits
 from .data.base import BiasDataset, Splits
+from .averaging import WeightAverage
 from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load_resume_point, read_status,
                           rng_state, save_resume_point, set_rng_state, write_status)
 from .errors import ConfigError, DenetdmError, RunFolderError, one_line
@@ -283,6 +285,7 @@ class Trainer:
         shadowing = cfg.selection != "oracle" and splits.test.has_bias and start_from is None
         self.run_state = RunState(**point["run"]) if point is not None else RunState(shadowing=shadowing)
         self.shadow: Optional[Selector] = None  # the oracle shadow of the phase trained last
+        self.average: Optional[WeightAverage] = None  # the weight average of the phase training (method.<phase>.ema)
         self.log = None
         self.loggers: list = []
 
@@ -347,6 +350,7 @@ class Trainer:
             model.load_train_state(point["train_state"])
         pool = model.start_phase(phase, self.splits.train)
         pool = torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
+        self.average = WeightAverage(model, phase.optim.ema) if phase.optim.ema else None
         selector = Selector(self.cfg.selection, phase, proxy_metric=self.cfg.proxy_metric)
         shadow = Selector("oracle", phase, keep_weights=not final_phase) if run.shadowing else None
         first_epoch = 0
@@ -355,6 +359,8 @@ class Trainer:
             model.load_train_state(point["train_state"])
             pool = point["pool"]
             selector.load(point["selector"])
+            if self.average is not None:
+                self.average.load_state_dict(point["average"])
             if shadow is not None:
                 shadow.load(point["shadow"])
             set_rng_state(point["rng"], self.shuffle)
@@ -374,6 +380,7 @@ class Trainer:
                 model.candidate, first_epoch = candidate, 0
                 pool = model.start_phase(phase, self.splits.train)
                 pool = torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
+                self.average = WeightAverage(model, phase.optim.ema) if phase.optim.ema else None
             for epoch in range(first_epoch, phase.optim.epochs):
                 self.train_epoch(phase, attempt, epoch, pool, selector, shadow, bar)
         bar.close()
@@ -385,6 +392,8 @@ class Trainer:
                 oracle_twin.save_start(self.out, self.cfg, model, phase.name, shadow, run, self.shuffle, self.device)
                 # Restarting reads the selected epoch, so an oracle run restarts alike only from the same one.
                 run.shadowing = shadow.best_epoch == selector.best_epoch
+        if self.average is not None and selector.best_state is None:  # `last` kept no copy: the final average
+            self.average.load_into_model()
         selector.restore(model)
         run.selected[phase.name] = selector.best_epoch
         if selector.best_score is not None:
@@ -407,6 +416,8 @@ class Trainer:
         for n, (batch, WORLD.weight) in enumerate(zip(self.splits.train.batches(order, size, drop_last), weights), 1):
             for key, value in model.update(batch).items():
                 totals[key] = totals.get(key, 0.0) + value * (WORLD.weight / WORLD.size)
+            if self.average is not None:
+                self.average.update()
             bar.update()
         if totals and WORLD.size > 1:  # the epoch's mean losses over all ranks, the same on each
             totals = dict(zip(totals, distributed.all_sum(torch.stack([torch.as_tensor(v) for v in totals.values()]))))
@@ -422,11 +433,12 @@ class Trainer:
                 f"(last good state: {last_good}); lower the learning rate (method.*.lr) and train again")
         score = ""
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch == phase.optim.epochs - 1:
-            metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
-                       for name, split in self.eval_splits.items()}
-            selector.observe(epoch, metrics, model, model.candidate)
-            if shadow is not None:
-                shadow.observe(epoch, metrics, model, model.candidate)
+            with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
+                metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
+                           for name, split in self.eval_splits.items()}
+                selector.observe(epoch, metrics, model, model.candidate)
+                if shadow is not None:
+                    shadow.observe(epoch, metrics, model, model.candidate)
             ranked = run.candidates.get(phase.name)
             if ranked is not None and selector.latest is not None:
                 best = ranked["scores"][model.candidate]
@@ -450,6 +462,7 @@ class Trainer:
             "phase": phase.name, "attempt": attempt, "epoch": epoch, "pool": pool, "model": model.state_dict(),
             "train_state": model.train_state(), "selector": selector.state(),
             "shadow": shadow.state() if shadow is not None else None, "rng": rng_state(self.shuffle, self.device),
+            "average": self.average.state_dict() if self.average is not None else None,
             "log_bytes": self.log.tell(), "run": {**asdict(run), "elapsed_s": self.elapsed()}})
 
     def say(self, line: str, to_stderr: bool = True) -> None:

@@ -27,6 +27,10 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only; Adam uses its default betas
     epochs: int = 100
     batch_size: int = 64
+    # Not in the paper (0 is faithful): the decay per step of an exponential moving average of the
+    # phase's weights, which evaluation, selection and the next phase read instead of the live ones
+    # (averaging.py). 0.999 averages over about 1000 steps.
+    ema: float = 0.0
 
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -63,6 +67,8 @@ def check_optim(optim: OptimConfig, path: str) -> None:
         raise ConfigError(f"{path}.optimizer={optim.optimizer!r} is unknown; use adam or sgd")
     if optim.lr <= 0 or optim.batch_size < 1 or optim.epochs < 0:
         raise ConfigError(f"{path} needs lr > 0, batch_size >= 1 and epochs >= 0")
+    if not 0.0 <= optim.ema < 1.0:
+        raise ConfigError(f"{path}.ema={optim.ema} must be in [0, 1); 0 turns the weight average off, 0.999 is typical")
 
 
 _FUSED_ADAM = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
