@@ -10,25 +10,26 @@ label-free `proxy` score). Writes one JSON of per-epoch rows.
 """
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 import torch
 
+from denetdm.averaging import WeightAverage
 from denetdm.training import create_dataset, create_method, evaluate, read_run_config, seed_everything
 
-STAGE = {  # what each stage trains, how it is read, and which of its predictors the probe reports
-    "stage1": (("deep", "shallow", "head"), ["stage1_deep", "stage1_shallow"], "stage1_shallow", True),
-    "stage2": (("target", "target_head"), ["stage2_target"], "stage2_target", False),
+STAGE = {  # which predictors each stage reports, the one it is selected on, and its drop_last
+    "stage1": (["stage1_deep", "stage1_shallow"], "stage1_shallow", True),
+    "stage2": (["stage2_target"], "stage2_target", False),
 }
 
 
 def main() -> None:
     stage, run, out, decays = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), [float(d) for d in sys.argv[4].split(",")]
     epochs = int(sys.argv[5]) if len(sys.argv) > 5 else 100
-    modules, names, monitor, drop_last = STAGE[stage]
+    names, monitor, drop_last = STAGE[stage]
     torch.set_num_threads(1)
     cfg = read_run_config(run)
     seed_everything(cfg.seed)
@@ -38,21 +39,20 @@ def main() -> None:
         model.load_state_dict(torch.load(run / "checkpoints" / "stage1.pt", weights_only=True)["state_dict"])
     phase = model.phases()[0 if stage == "stage1" else 1]
     model.start_phase(phase, splits.train)
-    averages = [copy.deepcopy(model) for _ in decays]
-    params = lambda m: [p for name in modules for p in getattr(m, name).parameters()]  # noqa: E731
+    averages = [WeightAverage(model, decay) for decay in decays]
     shuffle = torch.Generator().manual_seed(cfg.seed)
     rows = []
     for epoch in range(epochs):
         model.train()
         for batch in splits.train.batches(torch.randperm(len(splits.train), generator=shuffle), 64, drop_last=drop_last):
             model.update(batch)
-            with torch.no_grad():
-                for decay, average in zip(decays, averages):
-                    torch._foreach_lerp_(params(average), params(model), 1 - decay)
+            for average in averages:
+                average.update()
         row = {"epoch": epoch}
-        for key, m in [("live", model)] + [(f"ema{d}", a) for d, a in zip(decays, averages)]:
-            test = evaluate(m, splits.test, names)
-            val = evaluate(m, splits.val, [monitor], use_bias=False, pseudo=True, proxy="stage1_deep")
+        for key, average in [("live", None)] + [(f"ema{d}", a) for d, a in zip(decays, averages)]:
+            with average.swapped_in() if average is not None else contextlib.nullcontext():
+                test = evaluate(model, splits.test, names)
+                val = evaluate(model, splits.val, [monitor], use_bias=False, pseudo=True, proxy="stage1_deep")
             row[key] = {**{f"{n}_{k}": test[n][k] for n in names for k in ("aligned", "conflicting", "unbiased")},
                         "proxy_score": val[monitor]["pseudo_unbiased"]}
         rows.append(row)

@@ -16,16 +16,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 class WeightAverage:
     def __init__(self, model: nn.Module, decay: float):
+        """Built when a phase (or its next candidate setting) starts, after the method has replaced
+        whatever modules it replaces (a fresh stage-2 target); none is replaced within a phase."""
         self.model = model
-        self.average = AveragedModel(self._modules(), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-    def _modules(self) -> nn.ModuleDict:
-        # The method's modules as they are now: a phase may have replaced one (a fresh stage-2 target).
-        return nn.ModuleDict(dict(self.model.named_children()))
+        self.modules = nn.ModuleDict(dict(model.named_children()))
+        self.average = AveragedModel(self.modules, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
     def update(self) -> None:
         """After each optimiser step."""
-        self.average.update_parameters(self._modules())
+        self.average.update_parameters(self.modules)
 
     def load_into_model(self) -> None:
         self.model.load_state_dict(self.average.module.state_dict(), strict=False)

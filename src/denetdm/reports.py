@@ -194,12 +194,13 @@ def estimate_rows(records: List[dict]) -> Tuple[List[str], List[List[str]], List
              *(cell(v) for metric in ("unbiased", "conflicting")
                for v in (r["estimate"].get(metric), r["test"].get(metric), estimate_error(r, metric)))]
             for r in runs]
+    trusted = [r for r in runs if not r["estimate"].get("caveat")]
+    groups = [("", runs)] + ([(" whose proxy no label-free check flagged", trusted)] if len(trusted) < len(runs) else [])
     notes = []
     for metric in ("unbiased", "conflicting"):
-        for label, group in (("", runs), (" whose proxy no label-free check flagged",
-                                          [r for r in runs if not r["estimate"].get("caveat")])):
+        for label, group in groups:
             errors = [e for e in (estimate_error(r, metric) for r in group) if e is not None]
-            if errors and (not label or len(group) < len(runs)):
+            if errors:
                 notes.append(f"Error of the {metric} estimate over {len(errors)} runs{label}: mean "
                              f"{statistics.fmean(errors):+.2f}, mean absolute {statistics.fmean(abs(e) for e in errors):.2f}, "
                              f"range {min(errors):+.2f} to {max(errors):+.2f}; within 3 points: "

@@ -348,9 +348,7 @@ class Trainer:
         if resuming:  # start_phase may read the weights (JTT's identification model) and values (rates, candidate)
             model.load_state_dict(point["model"])
             model.load_train_state(point["train_state"])
-        pool = model.start_phase(phase, self.splits.train)
-        pool = torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
-        self.average = WeightAverage(model, phase.optim.ema) if phase.optim.ema else None
+        pool = self.start_phase(phase)
         selector = Selector(self.cfg.selection, phase, proxy_metric=self.cfg.proxy_metric)
         shadow = Selector("oracle", phase, keep_weights=not final_phase) if run.shadowing else None
         first_epoch = 0
@@ -378,9 +376,7 @@ class Trainer:
         for candidate in range(model.candidate, len(candidates)):
             if candidate != model.candidate:  # the next setting, from the same start as the first
                 model.candidate, first_epoch = candidate, 0
-                pool = model.start_phase(phase, self.splits.train)
-                pool = torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
-                self.average = WeightAverage(model, phase.optim.ema) if phase.optim.ema else None
+                pool = self.start_phase(phase)
             for epoch in range(first_epoch, phase.optim.epochs):
                 self.train_epoch(phase, attempt, epoch, pool, selector, shadow, bar)
         bar.close()
@@ -399,6 +395,13 @@ class Trainer:
         if selector.best_score is not None:
             run.scores[phase.name] = selector.best_score
         return shadow
+
+    def start_phase(self, phase):
+        """The method's start of the phase (or of its next candidate setting), a fresh weight average
+        where the phase asks for one, and the index pool its epochs draw from."""
+        pool = self.model.start_phase(phase, self.splits.train)
+        self.average = WeightAverage(self.model, phase.optim.ema) if phase.optim.ema else None
+        return torch.arange(len(self.splits.train)) if pool is None else pool.cpu()
 
     def train_epoch(self, phase, attempt: int, epoch: int, pool, selector, shadow, bar) -> None:
         """One pass of `update` over the shuffled pool, a stop on a non-finite loss, the evaluation the
