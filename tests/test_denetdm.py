@@ -188,6 +188,36 @@ def test_shallow_lr_scale_slows_only_the_shallow_branch_in_stage1():
         load_config("colored_mnist", ["method.shallow_lr_scale=0"])
 
 
+def test_a_stage1_candidate_rebuilds_the_branches_and_scales_the_shallow_rate_on_top_of_the_preset():
+    import torch
+
+    model = tiny(["method.shallow_lr_scale=0.5", "method.shallow_lr_scale_candidates=[1, 0.1]"])
+    stage1 = model.phases()[0]
+    assert model.candidates("stage1") == [{"shallow_lr_scale": 1.0}, {"shallow_lr_scale": 0.1}]
+    assert tiny().candidates("stage1") == [{}]  # the paper: one stage 1
+
+    def shallow_lr():
+        (lr,) = {g["lr"] for g in model.optimizer.param_groups for p in g["params"]
+                 if any(p is q for q in model.shallow.parameters())}
+        return lr
+
+    model.start_phase(stage1, None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert shallow_lr() == pytest.approx(5e-4)
+    model.candidate = 1
+    model.start_phase(stage1, None)
+    assert shallow_lr() == pytest.approx(5e-5)
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed == {"deep", "shallow", "head"}
+    # Its epochs are eligible to win only where the deep branch explains the held-out labels.
+    good = {"stage1_deep": {"accuracy": 97.0, "worst_class": 90.0}}
+    failed = {"stage1_deep": {"accuracy": 70.0, "worst_class": 0.0}}
+    assert model.candidate_eligible("stage1", good) and not model.candidate_eligible("stage1", failed)
+    assert model.candidate_eligible("stage2", failed)
+    with pytest.raises(Exception, match="shallow_lr_scale_candidates"):
+        tiny(["method.shallow_lr_scale_candidates=[0]"])
+
+
 def test_a_restart_after_a_deep_branch_at_chance_slows_the_shallow_branch_and_a_partial_one_does_not():
     model = tiny(["method.stage1_restarts=3", "method.chance_restart_shallow_lr_scale=0.1"])
     stage1 = model.phases()[0]

@@ -85,7 +85,7 @@ def _without_bias_labels(create):
 @pytest.mark.parametrize("preset,overrides", [
     ("colored_mnist", TINY),
     ("lff_colored_mnist", ["data.name=synthetic", "device=cpu", "method.optim.epochs=3"]),
-    ("colored_mnist", [*TINY, "method.distill_weight_candidates=[1, 0]"]),
+    ("colored_mnist", [*TINY, "method.distill_weight_candidates=[1, 0]", "method.shallow_lr_scale_candidates=[1, 0.1]"]),
 ], ids=["denetdm", "lff", "denetdm-candidates"])
 def test_selection_never_reads_bias_labels(tmp_path, monkeypatch, preset, overrides):
     """Every bias label set to -1 (train, held-out and test): the same epochs, weights and estimate."""
@@ -151,6 +151,41 @@ def test_stage2_candidates_are_ranked_by_the_selection_score_and_last_trains_the
     last = train(load_config("colored_mnist", [*over, "selection=last"]), tmp_path / "last", quiet=True)
     assert "candidates" not in last
     assert all("candidate" not in json.loads(line) for line in (tmp_path / "last" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_an_epoch_that_fails_the_methods_check_wins_only_while_no_epoch_passes_it():
+    phase = Phase("stage1", None, "shallow", "conflicting", ("shallow",), proxy="deep")
+    selector = Selector("proxy", phase, keep_weights=False)
+    seen = lambda score: {"val": {"shallow": {"pseudo_unbiased": score}}}
+    selector.observe(0, seen(70.0), None, candidate=0, eligible=False)
+    assert (selector.best_epoch, selector.best_eligible) == (0, False)  # nothing better yet
+    selector.observe(1, seen(60.0), None, candidate=0, eligible=True)  # a lower score that passes wins
+    selector.observe(0, seen(95.0), None, candidate=1, eligible=False)  # a higher one that fails does not
+    assert (selector.best_candidate, selector.best_epoch, selector.best_score) == (0, 1, 60.0)
+    selector.observe(1, seen(61.0), None, candidate=1, eligible=True)
+    assert (selector.best_candidate, selector.best_epoch) == (1, 1)
+    restored = Selector("proxy", phase, keep_weights=False)
+    restored.load(selector.state())
+    restored.observe(2, seen(90.0), None, candidate=1, eligible=False)  # the rule survives a resume
+    assert restored.best_epoch == 1
+
+
+def test_stage1_candidates_train_from_fresh_weights_and_the_kept_one_passes_the_held_out_split_check(tmp_path):
+    over = [*TINY, "method.shallow_lr_scale_candidates=[1, 0.1]"]
+    results = train(load_config("colored_mnist", over), tmp_path / "run", quiet=True)
+    entry = results["candidates"]["stage1"]
+    assert entry["settings"] == [{"shallow_lr_scale": 1.0}, {"shallow_lr_scale": 0.1}]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    stage1 = [r for r in logged if r["phase"] == "stage1"]
+    assert [(r.get("candidate", 0), r["epoch"]) for r in stage1] == [(k, e) for k in range(2) for e in range(3)]
+    # The kept (candidate, epoch) is the best-scored among the epochs whose held-out split check passed.
+    from denetdm.methods.denetdm import DeNetDM
+    rank = [(not DeNetDM.split_failed(r["val"]), r["val"]["stage1_shallow"]["pseudo_unbiased"]) for r in stage1]
+    best = max(range(len(stage1)), key=lambda i: rank[i])
+    assert entry["chosen"] == stage1[best].get("candidate", 0) and results["selected_epochs"]["stage1"] == stage1[best]["epoch"]
+    assert entry["eligible"] == [any(ok for (ok, _), r in zip(rank, stage1) if r.get("candidate", 0) == k) for k in range(2)]
+    # The second candidate started from fresh weights: its first epoch is not the first one's last.
+    assert stage1[3]["test"]["stage1_deep"] != stage1[2]["test"]["stage1_deep"]
 
 
 def test_estimate_rows_mark_a_flagged_proxy_and_give_the_error_without_it():

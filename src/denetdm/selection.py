@@ -42,6 +42,7 @@ class Selector:
         self.best_state: Optional[dict] = None
         self.best_metrics: Optional[dict] = None
         self.best_candidate = 0  # of the phase's candidate settings (Algorithm.candidates), the kept one
+        self.best_eligible = True  # whether the kept epoch passed the method's check (Algorithm.candidate_eligible)
         self.latest: Optional[float] = None  # the score of the last epoch observed (for the log)
 
     def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
@@ -56,26 +57,29 @@ class Selector:
             return metrics["test"][self.phase.monitor][self.phase.oracle_metric]
         return None
 
-    def observe(self, epoch: int, metrics, model, candidate: int = 0) -> None:
+    def observe(self, epoch: int, metrics, model, candidate: int = 0, eligible: bool = True) -> None:
+        """An eligible epoch beats every ineligible one; among either kind, the higher score wins."""
         if self.protocol == "last":
             self.best_epoch, self.best_candidate = epoch, candidate
             return
         score = self.latest = self.score(metrics)
-        if self.best_score is None or score > self.best_score:
+        if self.best_score is None or (eligible, score) > (self.best_eligible, self.best_score):
             self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
-            self.best_candidate = candidate
+            self.best_candidate, self.best_eligible = candidate, eligible
             if self.keep_weights:
                 self.best_state = copy.deepcopy(model.state_dict())
 
     def state(self) -> dict:
         """For a resume point; `load` puts it back."""
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
-                "best_metrics": self.best_metrics, "best_candidate": self.best_candidate}
+                "best_metrics": self.best_metrics, "best_candidate": self.best_candidate,
+                "best_eligible": self.best_eligible}
 
     def load(self, state: dict) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
         self.best_state, self.best_metrics = state["best_state"], state["best_metrics"]
         self.best_candidate = state.get("best_candidate", 0)
+        self.best_eligible = state.get("best_eligible", True)
 
     def restore(self, model) -> None:
         """Load the selected weights before the next phase starts from them."""

@@ -365,8 +365,9 @@ class Trainer:
             first_epoch, self.point = point["epoch"] + 1, None
         # Candidate settings are ranked by the selection score; `last` has none, so it trains the first only.
         candidates = model.candidates(phase.name)[: None if selector.protocol != "last" else 1]
-        if len(candidates) > 1:
-            run.candidates.setdefault(phase.name, {"settings": candidates, "scores": [None] * len(candidates)})
+        if len(candidates) > 1 and not (resuming and phase.name in run.candidates):  # a restart ranks afresh
+            run.candidates[phase.name] = {"settings": candidates, "scores": [None] * len(candidates),
+                                          "eligible": [False] * len(candidates)}
         size = phase.optim.batch_size
         steps = len(pool) // size if phase.drop_last else -(-len(pool) // size)
         # Progress bars on a terminal only; piped to a file, one line per epoch (`say`).
@@ -439,13 +440,15 @@ class Trainer:
             with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
                 metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
                            for name, split in self.eval_splits.items()}
-                selector.observe(epoch, metrics, model, model.candidate)
+                ranked = run.candidates.get(phase.name)
+                eligible = ranked is None or "val" not in metrics or model.candidate_eligible(phase.name, metrics["val"])
+                selector.observe(epoch, metrics, model, model.candidate, eligible)
                 if shadow is not None:
                     shadow.observe(epoch, metrics, model, model.candidate)
-            ranked = run.candidates.get(phase.name)
             if ranked is not None and selector.latest is not None:
                 best = ranked["scores"][model.candidate]
                 ranked["scores"][model.candidate] = selector.latest if best is None else max(best, selector.latest)
+                ranked["eligible"][model.candidate] |= eligible
             record.update(metrics)
             bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}",
                             test_acc=f"{metrics['test'][phase.monitor]['accuracy']:.1f}")

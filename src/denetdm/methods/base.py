@@ -152,6 +152,11 @@ class Algorithm(nn.Module):
         One (the default): the phase trains once."""
         return [{}]
 
+    def candidate_eligible(self, phase: str, held_out: Dict[str, Dict[str, float]]) -> bool:
+        """Whether an epoch of a phase with several candidate settings may win their ranking, from its
+        predictors' label-free metrics on the held-out split; an ineligible one wins only if none is."""
+        return True
+
     def restart_phase(self, phase: str, restarts_so_far: int) -> bool:
         """Called when a phase other than the last ends with warnings: reinitialise what the phase
         trains and return True to train it again, or False to go on as it is."""
