@@ -180,12 +180,23 @@ def test_stage1_candidates_train_from_fresh_weights_and_the_kept_one_passes_the_
     assert [(r.get("candidate", 0), r["epoch"]) for r in stage1] == [(k, e) for k in range(2) for e in range(3)]
     # The kept (candidate, epoch) is the best-scored among the epochs whose held-out split check passed.
     from denetdm.methods.denetdm import DeNetDM
-    rank = [(not DeNetDM.split_failed(r["val"]), r["val"]["stage1_shallow"]["pseudo_unbiased"]) for r in stage1]
+    rank = [(DeNetDM.split_holds(r["val"]), r["val"]["stage1_shallow"]["pseudo_unbiased"]) for r in stage1]
     best = max(range(len(stage1)), key=lambda i: rank[i])
     assert entry["chosen"] == stage1[best].get("candidate", 0) and results["selected_epochs"]["stage1"] == stage1[best]["epoch"]
     assert entry["eligible"] == [any(ok for (ok, _), r in zip(rank, stage1) if r.get("candidate", 0) == k) for k in range(2)]
     # The second candidate started from fresh weights: its first epoch is not the first one's last.
     assert stage1[3]["test"]["stage1_deep"] != stage1[2]["test"]["stage1_deep"]
+
+
+def test_train_prints_the_stage1_ranking_and_names_a_setting_whose_split_never_passed(tmp_path, capsys):
+    from denetdm.cli import main
+
+    assert main(["train", "--preset", "colored_mnist", "--out", str(tmp_path / "run"), "-q", *TINY,
+                 "method.shallow_lr_scale_candidates=[1, 0.1]"]) == 0
+    (line,) = [l for l in capsys.readouterr().out.splitlines() if l.startswith("stage1: kept")]
+    assert "{'shallow_lr_scale': 1.0}" in line and "{'shallow_lr_scale': 0.1}" in line
+    ranked = json.loads((tmp_path / "run" / "results.json").read_text())["candidates"]["stage1"]
+    assert line.count("ranked last") == ranked["eligible"].count(False)
 
 
 def test_estimate_rows_mark_a_flagged_proxy_and_give_the_error_without_it():
