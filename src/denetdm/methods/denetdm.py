@@ -79,9 +79,9 @@ class DeNetDMConfig(MethodConfig):
     # Not in the paper (empty is faithful): train stage 1 once per factor listed here, each from fresh
     # weights with the shallow branch's rate multiplied by it, and keep the (factor, epoch) that the
     # selection protocol scores best among those whose split check on the held-out split passes. No
-    # preset uses it: on the MNIST patch and stripe biases the slower branch's deep branch held the bias
-    # for a few epochs only, and those epochs won, 8 to 21 points under one stage 1 (docs/label_free.md,
-    # "Two stage-1 rates in one run").
+    # preset uses it: on the MNIST patch, stripe and corruption biases the slower branch's deep branch held
+    # the bias for a few epochs only, and those epochs won, 7 to 21 points under one stage 1
+    # (docs/label_free.md, "Two stage-1 rates in one run").
     shallow_lr_scale_candidates: List[float] = field(default_factory=list)
 
     def validate(self) -> None:
