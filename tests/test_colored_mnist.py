@@ -70,3 +70,19 @@ def test_val_split_is_held_out_from_train(mnist_root):
     cfg = DataConfig(root=mnist_root, ratio=0.02, download=False, val_fraction=0.1)
     splits = create_dataset(cfg, with_val=True, progress=False)
     assert len(splits.train) == 54000 and len(splits.val) == 6000
+    # Held out without copying the images: both splits read their parent's, at disjoint rows.
+    assert splits.train.x is splits.val.x and len(splits.train.x) == 60000
+    rows = torch.cat([splits.train.rows, splits.val.rows])
+    assert torch.equal(rows.sort().values, torch.arange(60000))
+    full = create_dataset(cfg, progress=False).train
+    order = torch.tensor([5, 0, 53999, 17])
+    for split in (splits.train, splits.val):
+        (idx, x, y, b), = split.batches(order[order < len(split)], 64)
+        (_, x_full, y_full, b_full), = full.batches(split.rows[idx], 64)
+        assert torch.equal(x, x_full) and torch.equal(y, y_full) and torch.equal(b, b_full)
+        assert torch.equal(split[3][1], full[int(split.rows[3])][1])
+    # A subset of a subset reads the right rows; on a device, shared images are moved once.
+    inner = splits.train.subset(torch.tensor([2, 9]))
+    assert torch.equal(inner.rows, splits.train.rows[torch.tensor([2, 9])]) and torch.equal(inner.y, splits.train.y[[2, 9]])
+    splits.to("meta")
+    assert splits.train.x is splits.val.x and splits.train.x.device.type == "meta"

@@ -155,3 +155,17 @@ def test_mlp_input_scale_reproduces_the_lff_double_division():
     scaled.load_state_dict(plain.state_dict())
     x = torch.rand(4, 3, 2, 2)
     assert torch.allclose(scaled(x), plain(x / 255))
+
+
+def test_in_memory_mlp_runs_never_import_torchvision():
+    """torchvision costs a process about 160 MB; only the ResNet-18/50 backbones and image files need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; import denetdm.cli, denetdm.training, denetdm.benchmark; "
+            "from denetdm.config import load_config; from denetdm.methods import create_method; "
+            "create_method(load_config('colored_mnist', []), (3, 28, 28), 10, 100); "
+            "assert 'torchvision' not in sys.modules; "
+            "from denetdm.models import create_model, ModelSpec; create_model(ModelSpec(arch='resnet18'), (3, 32, 32)); "
+            "assert 'torchvision' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
-"""Atomic writes: a crash never leaves half a checkpoint, cache or results file."""
+"""Atomic writes: a crash never leaves half a checkpoint, cache or results file; and checksums of
+tensors."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,13 @@ import torch
 # owner-only mode of a temporary file.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def hash_tensor(h, tensor: torch.Tensor) -> None:
+    """Feed a tensor's bytes to the hashlib object `h` without copying them (`tobytes()` would hold a
+    second copy of the training images at the peak of a run's memory)."""
+    array = tensor.detach().cpu().contiguous().numpy()
+    h.update(memoryview(array.reshape(-1)).cast("B"))
 
 
 def save_atomic(obj, path: Path) -> None:

@@ -39,7 +39,7 @@ from .averaging import WeightAverage
 from .checkpoints import (RESUME, STATUS, checkpoint_dict, load_checkpoint, load_resume_point, read_status,
                           rng_state, save_resume_point, set_rng_state, write_status)
 from .errors import ConfigError, DenetdmError, RunFolderError, one_line
-from .fileio import dumps, save_atomic, write_text_atomic
+from .fileio import dumps, hash_tensor, save_atomic, write_text_atomic
 from . import distributed, oracle_twin
 from .distributed import WORLD
 from .deploy import data_meta
@@ -75,9 +75,9 @@ def provenance(splits: Splits) -> Dict[str, object]:
     for split in (splits.train, splits.val, splits.test):
         if split is None:
             continue
-        for part in (getattr(split, "x", None), split.y, split.bias):
+        for part in (getattr(split, "x", None), getattr(split, "rows", None), split.y, split.bias):
             if isinstance(part, torch.Tensor):
-                h.update(part.detach().cpu().contiguous().numpy().tobytes())
+                hash_tensor(h, part)
         h.update("\n".join(getattr(split, "paths", [])).encode())
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,

@@ -96,12 +96,15 @@ def random_crop_flip(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
 
 class TensorBiasDataset(BiasDataset):
     """An in-memory split. `x` is uint8 images (N, C, H, W), scaled to [0, 1] per batch,
-    then augmented (training splits, if asked) and normalised, all on whole batches."""
+    then augmented (training splits, if asked) and normalised, all on whole batches.
+
+    `rows`: which images of `x` this split holds (None: all of them, in order). A subset shares its
+    parent's images instead of copying them, so holding out a validation split costs no image memory."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bias: torch.Tensor, num_classes: int, num_bias: int,
-                 normalize: str = "none", augment: bool = False):
-        assert len(x) == len(y) == len(bias)
-        self.x, self.y, self.bias = x, y.long(), bias.long()
+                 normalize: str = "none", augment: bool = False, rows: Optional[torch.Tensor] = None):
+        assert len(y) == len(bias) == (len(x) if rows is None else len(rows))
+        self.x, self.y, self.bias, self.rows = x, y.long(), bias.long(), rows
         self.num_classes, self.num_bias = num_classes, num_bias
         self.normalize, self.augment = normalize, augment
 
@@ -114,20 +117,31 @@ class TensorBiasDataset(BiasDataset):
             x = (x - mean) / std
         return x
 
+    def images(self, index: torch.Tensor) -> torch.Tensor:
+        """The raw images of the samples at `index` (positions in this split)."""
+        return self.x[index if self.rows is None else self.rows[index]]
+
     def __getitem__(self, i: int) -> Batch:
-        return torch.tensor(i), self._prepare(self.x[i : i + 1])[0], self.y[i], self.bias[i]
+        return torch.tensor(i), self._prepare(self.images(torch.tensor([i], device=self.y.device)))[0], self.y[i], self.bias[i]
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
     def subset(self, index: torch.Tensor, train: bool = True) -> "TensorBiasDataset":
-        return TensorBiasDataset(self.x[index], self.y[index], self.bias[index], self.num_classes, self.num_bias,
-                                 self.normalize, self.augment and train)
+        index = index.to(self.y.device)
+        return TensorBiasDataset(self.x, self.y[index], self.bias[index], self.num_classes, self.num_bias,
+                                 self.normalize, self.augment and train, index if self.rows is None else self.rows[index])
 
-    def to(self, device: torch.device) -> "TensorBiasDataset":
+    def to(self, device: torch.device, moved: Optional[dict] = None) -> "TensorBiasDataset":
+        """`moved`: tensors already copied to `device` by id, so that splits sharing images share the copy."""
         self.device = torch.device(device)
-        self.x, self.y, self.bias = self.x.to(device), self.y.to(device), self.bias.to(device)
+        moved = {} if moved is None else moved
+        if id(self.x) not in moved:
+            moved[id(self.x)] = self.x.to(device)
+        self.x = moved[id(self.x)]
+        self.y, self.bias = self.y.to(device), self.bias.to(device)
+        self.rows = None if self.rows is None else self.rows.to(device)
         return self
 
     def batches(self, order: torch.Tensor, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
@@ -136,7 +150,7 @@ class TensorBiasDataset(BiasDataset):
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
         for start in range(0, stop, batch_size):
             idx = order[start : start + batch_size]
-            yield idx, self._prepare(self.x[idx]), self.y[idx], self.bias[idx]
+            yield idx, self._prepare(self.images(idx)), self.y[idx], self.bias[idx]
 
 
 @dataclass
@@ -149,8 +163,11 @@ class Splits:
     name: str = ""
 
     def to(self, device: torch.device) -> "Splits":
+        moved: dict = {}  # a held-out split's images are its training split's: one copy on the device
         for split in (self.train, self.test, self.val):
-            if split is not None:
+            if isinstance(split, TensorBiasDataset):
+                split.to(device, moved)
+            elif split is not None:
                 split.to(device)
         return self
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .spec import DataConfig
 from ..errors import DataError
-from ..fileio import save_atomic
+from ..fileio import hash_tensor, save_atomic
 from .base import DATASETS, Splits, TensorBiasDataset, data_root, generated_root
 from .mnist import MNIST_FILES, load_mnist
 
@@ -127,7 +127,7 @@ def tensor_digest(tensors: dict) -> str:
     h = hashlib.sha256()
     for key in sorted(k for k in tensors if k not in ("params", "sha256")):
         h.update(key.encode())
-        h.update(tensors[key].contiguous().numpy().tobytes())
+        hash_tensor(h, tensors[key])
     return h.hexdigest()
 
 

@@ -34,7 +34,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image
-from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from .spec import DataConfig
@@ -55,8 +54,11 @@ def _rows(numbers: Sequence[int], limit: int = 5) -> str:
 # --------------------------------------------------------------------------- transforms
 
 
-def image_transform(size: int, augment: bool = False, normalize: str = "none", train: bool = True) -> T.Compose:
-    """PIL image -> float tensor (3, size, size): the train or evaluation pipeline."""
+def image_transform(size: int, augment: bool = False, normalize: str = "none", train: bool = True):
+    """PIL image -> float tensor (3, size, size): the train or evaluation pipeline (a torchvision
+    Compose; imported here, as it adds about 160 MB to a process that in-memory data never needs)."""
+    from torchvision import transforms as T
+
     if normalize not in ("none", *NORMALIZATION):
         raise ConfigError(f"data.normalize={normalize!r} is unknown; choose one of: none, {', '.join(NORMALIZATION)}")
     steps = [T.Resize((size, size))]

@@ -11,7 +11,6 @@ from typing import Any, Callable, Dict, Tuple
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
 
 from .spec import ModelSpec
@@ -19,10 +18,11 @@ from ..errors import ConfigError
 from . import MODELS
 from .cnn import check_input
 
-# IMAGENET1K_V1 is what the official code's `pretrained=True` loads.
-_ARCHS: Dict[str, Tuple[Callable[..., nn.Module], Any, int, int]] = {
-    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1, 512, 18),
-    "resnet50": (torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1, 2048, 50),
+# name -> (torchvision constructor, its weights enum, feature width, depth). IMAGENET1K_V1 is what the
+# official code's `pretrained=True` loads.
+_ARCHS: Dict[str, Tuple[str, str, int, int]] = {
+    "resnet18": ("resnet18", "ResNet18_Weights", 512, 18),
+    "resnet50": ("resnet50", "ResNet50_Weights", 2048, 50),
 }
 
 
@@ -60,9 +60,14 @@ def _load_into(model: nn.Module, state: Dict[str, torch.Tensor], path: Path, nam
 
 
 def _factory(name: str) -> Callable[[Tuple[int, ...], ModelSpec], nn.Module]:
-    ctor, weights, out_dim, depth = _ARCHS[name]
+    ctor_name, weights_name, out_dim, depth = _ARCHS[name]
 
     def build(input_shape: Tuple[int, ...], spec: ModelSpec) -> nn.Module:
+        # Imported here: torchvision adds about 160 MB to every process that loads it, and the MLP and
+        # CNN runs never need it.
+        import torchvision
+
+        ctor, weights = getattr(torchvision.models, ctor_name), getattr(torchvision.models, weights_name).IMAGENET1K_V1
         if check_input(spec, input_shape, 1) != 3:
             raise ConfigError(
                 f"{name} takes 3-channel images, got input shape {tuple(input_shape)}; "
