@@ -72,11 +72,13 @@ def provenance(splits: Splits) -> Dict[str, object]:
     from . import __version__
 
     h = hashlib.sha256()
+    hashed = set()  # a held-out split shares its training split's images: hashed once, its rows apart
     for split in (splits.train, splits.val, splits.test):
         if split is None:
             continue
         for part in (getattr(split, "x", None), getattr(split, "rows", None), split.y, split.bias):
-            if isinstance(part, torch.Tensor):
+            if isinstance(part, torch.Tensor) and id(part) not in hashed:
+                hashed.add(id(part))
                 hash_tensor(h, part)
         h.update("\n".join(getattr(split, "paths", [])).encode())
     try:
