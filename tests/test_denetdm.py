@@ -141,7 +141,7 @@ def test_stage1_split_warning_only_when_the_deep_branch_leaves_the_training_labe
 
 
 def test_an_estimate_from_a_deep_branch_at_chance_is_marked_unreliable():
-    from denetdm.training import format_estimate
+    from denetdm.estimate import format_estimate
 
     model = tiny([])
     fit = lambda deep: {"stage1_deep": {"accuracy": deep}, "stage1_poe": {"accuracy": 99.2}}

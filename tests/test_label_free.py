@@ -7,7 +7,10 @@ import torch
 
 import denetdm.training as training
 from denetdm.config import load_config
-from denetdm.methods.base import Phase
+from denetdm.data.base import Splits, TensorBiasDataset
+from denetdm.estimate import EstimateConfig, format_estimate, label_free_estimate
+from denetdm.methods.base import OptimConfig, Phase
+from denetdm.models.spec import ModelSpec
 from denetdm.metrics import pseudo_group_summary, summarize
 from denetdm.selection import Selector
 from denetdm.training import train
@@ -105,8 +108,8 @@ def test_selection_never_reads_bias_labels(tmp_path, monkeypatch, preset, overri
 
 def test_the_estimate_is_recorded_and_matches_its_hand_computed_value(tmp_path):
     """The estimate is the pseudo-group summary of the deployed model on the test split, with the
-    deep branch's predictions as groups: recomputed here by hand from the final checkpoint."""
-    cfg = load_config("colored_mnist", TINY)
+    deep branch's predictions as groups (no bias reader): recomputed here by hand from the final checkpoint."""
+    cfg = load_config("colored_mnist", [*TINY, "estimate.reader_steps=0"])
     results = train(cfg, tmp_path / "run", quiet=True)
     est = results["estimate"]
     assert est["split"] == "test" and est["proxy"] == "stage1_deep" and est["predictor"] == "stage2_target"
@@ -213,3 +216,64 @@ def test_estimate_rows_mark_a_flagged_proxy_and_give_the_error_without_it():
     assert "range -2.00 to -1.00" in trusted
     _, _, notes = estimate_rows(records[:2])  # nothing flagged: one sentence
     assert len(notes) == 1
+
+
+def _reader_case(seed: int, aligned: float, n: int = 3000):
+    """Images whose channel 0 shows the bias (all on or off) and whose channel 1 shows the class faintly
+    (one pixel): a bias any reader takes at once, a class it is slow to."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    b = torch.where(torch.rand(n, generator=g) < aligned, y, 1 - y)
+    x = torch.zeros(n, 2, 4, 4, dtype=torch.uint8)
+    x[:, 0] = (b * 255).to(torch.uint8)[:, None, None]
+    x[:, 1, 0, 0] = (y * 20).to(torch.uint8)
+    return TensorBiasDataset(x, y, b, 2, 2)
+
+
+class _Stub(torch.nn.Module):
+    """A run's model reduced to what the estimate reads: a deployed predictor that follows the bias
+    channel (right on aligned samples only) and an own proxy that reads the class exactly (a proxy that
+    has learned the core, as LfF's biased model does late in training)."""
+
+    phase = Phase("only", OptimConfig(), monitor="deployed", oracle_metric="unbiased", predictors=("deployed",),
+                  proxy="own")
+
+    def predict_many(self, x, names):
+        channel = {"deployed": 0, "own": 1}
+        return {n: torch.stack([-x[:, channel[n]].mean((1, 2)), x[:, channel[n]].mean((1, 2))], 1) for n in names}
+
+    def proxy_caveat(self):
+        return None
+
+
+def _estimate(splits, steps=2000):
+    cfg = EstimateConfig(reader=ModelSpec(arch="mlp", depth=3, width=16), reader_steps=steps, reader_snapshots=10)
+    return label_free_estimate(_Stub(), splits, _Stub.phase, cfg, torch.device("cpu"), seed=0)
+
+
+def test_the_estimate_reads_the_bias_reader_where_the_methods_proxy_knows_the_class():
+    splits = Splits(train=_reader_case(0, 0.98), val=_reader_case(1, 0.98, 600), test=_reader_case(2, 0.5, 1000))
+    est = _estimate(splits)
+    own, *_ = est["proxy_candidates"]
+    assert own["proxy"] == "own" and own["agreement"] == 100.0 and own["gap"] == pytest.approx(0.0)
+    assert est["proxy"].startswith("bias_reader") and "caveat" not in est
+    # The deployed model follows the bias: right on aligned test samples, wrong on conflicting ones. With
+    # the bias reader's groups the estimate is the truth; the class-reading proxy would not tell them apart.
+    truth = summarize(_Stub().predict_many(splits.test.x.float(), ["deployed"])["deployed"].argmax(1),
+                      splits.test.y, splits.test.bias, 2, 2)
+    assert est["unbiased"] == pytest.approx(truth["unbiased"], abs=3.0)
+    assert est["conflicting"] == pytest.approx(truth["conflicting"], abs=3.0)
+    # Only class labels are read: without bias labels the same estimate.
+    for split in (splits.train, splits.val, splits.test):
+        split.bias = torch.full_like(split.bias, -1)
+    assert _estimate(splits) == est
+    # No reader: the method's proxy, however poor.
+    assert _estimate(splits, steps=0)["proxy"] == "own"
+
+
+def test_an_estimate_whose_proxy_reads_no_bias_is_marked_unreliable():
+    # The test split carries the training bias: every proxy agrees with its labels as with the held-out ones.
+    splits = Splits(train=_reader_case(0, 0.98), val=_reader_case(1, 0.98, 600), test=_reader_case(2, 0.98, 1000))
+    est = _estimate(splits)
+    assert "caveat" in est and "cannot be told from the classes" in est["caveat"]
+    assert "UNRELIABLE" in format_estimate(est)

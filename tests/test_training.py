@@ -34,7 +34,9 @@ def test_run_folder_contents_and_checkpoints(tmp_path):
     assert results["selection"] == "proxy" and set(results["selected_epochs"]) == {"stage1", "stage2"}
     assert results["selected_epochs"]["stage1"] in (0, 1) and results["selected_epochs"]["stage2"] == 0
     assert "val" in lines[0] and "pseudo_unbiased" in lines[0]["val"]["stage1_shallow"]
-    assert results["estimate"]["predictor"] == "stage2_target" and results["estimate"]["proxy"] == "stage1_deep"
+    estimate = results["estimate"]  # read from the deep branch or the bias reader, whichever is more bias-like
+    assert estimate["predictor"] == "stage2_target" and estimate["proxy_candidates"][0]["proxy"] == "stage1_deep"
+    assert estimate["proxy"] in [c["proxy"] for c in estimate["proxy_candidates"]]
     # The checkpoint alone reproduces the table.
     _, again = evaluate_checkpoint(out, device="cpu", quiet=True)
     assert again == results["test"]
@@ -98,7 +100,7 @@ def test_cli_train_and_evaluate_on_real_colored_mnist(tmp_path, mnist_root, caps
     out = tmp_path / "cli"
     args = ["train", "--preset", "colored_mnist_demo", "--data-dir", mnist_root, "--out", str(out), "-q",
             "method.stage1.epochs=1", "method.stage2.epochs=1", "method.stage1.batch_size=256",
-            "method.stage2.batch_size=256"]
+            "method.stage2.batch_size=256", "estimate.reader_steps=200"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "selection: proxy" in printed and "stage2_target" in printed and "conflicting" in printed

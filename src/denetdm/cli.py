@@ -40,7 +40,8 @@ def _load(args):
 
 
 def cmd_train(args) -> int:
-    from .training import TRAIN_FIT_TITLE, default_run_dir, format_estimate, format_table, read_run_config, train
+    from .estimate import format_estimate
+    from .training import TRAIN_FIT_TITLE, default_run_dir, format_table, read_run_config, train
 
     if args.resume:
         if args.out or _overrides(args) or args.preset != DEFAULT_PRESET:
@@ -73,11 +74,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .estimate import format_estimate
     from .training import TRAIN_FIT_TITLE, evaluate_checkpoint, format_table
 
     cfg, results = evaluate_checkpoint(Path(args.checkpoint), args.data_dir, args.device or "auto", args.quiet, args.split)
     if args.json:
         print(json.dumps(results, indent=2))
+    elif args.split == "estimate":
+        print(format_estimate(results))
     else:
         print(format_table(results, cfg.selection, title=TRAIN_FIT_TITLE if args.split == "train" else ""))
     return 0
@@ -217,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--split", choices=("test", "train"), default="test",
-                   help="train: how well each predictor fits the training labels (label-free)")
+    p.add_argument("--split", choices=("test", "train", "estimate"), default="test",
+                   help="train: how well each predictor fits the training labels (label-free); estimate: the "
+                        "label-free estimate of the deployed model, recomputed")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 

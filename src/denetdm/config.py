@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Sequence, Union
 import yaml
 
 from .data.spec import DataConfig, dataset_keys
+from .estimate import EstimateConfig
 from .errors import ConfigError
 from .methods.registry import method_config_class
 
@@ -37,6 +38,7 @@ class Config:
     flush_denormal: bool = True  # CPU speed: subnormal weights from L2 decay are flushed to zero
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     loggers: str = ""  # beside metrics.jsonl: csv, tensorboard (comma-separated; loggers.py)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)  # the label-free estimate's bias reader
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain types only, the method section led by its name: what `config_from_dict` reads."""
@@ -225,6 +227,7 @@ def validate(cfg: Config) -> None:
     from .loggers import parse_loggers
 
     parse_loggers(cfg.loggers)
+    cfg.estimate.validate()
     cfg.method.validate()
 
 

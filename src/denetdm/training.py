@@ -43,6 +43,7 @@ from .fileio import dumps, hash_tensor, save_atomic, write_text_atomic
 from . import distributed, oracle_twin
 from .distributed import WORLD
 from .deploy import data_meta
+from .estimate import label_free_estimate
 from .methods import create_method
 from .loggers import create_loggers
 from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
@@ -149,16 +150,6 @@ def format_table(results: Dict[str, Dict[str, float]], selection: str, title: st
     for name, metrics in results.items():
         lines.append(name.ljust(width) + "".join(f"{metrics.get(k, float('nan')):13.2f}" for k in keys))
     return "\n".join(lines)
-
-
-def format_estimate(estimate: dict) -> str:
-    """One line a user without bias labels can read: how well the deployed model debiased, estimated."""
-    values = [f"{k} ~ {estimate[k]:.2f}" for k in ("unbiased", "conflicting") if k in estimate]
-    if not values:
-        values = [f"class-balanced ~ {estimate['class_balanced']:.2f}"]
-    return (f"label-free ESTIMATE for {estimate['predictor']} on the test split (no bias labels; groups from the "
-            f"bias proxy {estimate['proxy']}): " + ", ".join(values)
-            + (f" [UNRELIABLE: {estimate['caveat']}]" if estimate.get("caveat") else ""))
 
 
 def default_run_dir(preset: str) -> Path:
@@ -497,7 +488,7 @@ class Trainer:
             "uses_bias_labels": getattr(model, "uses_bias_labels", False),
             "test": final,
             "train_fit": run.train_fit,
-            "estimate": label_free_estimate(model, splits.test, phases[-1]),
+            "estimate": label_free_estimate(model, splits, phases[-1], cfg.estimate, self.device, cfg.seed),
             "warnings": run.warnings,
             **({"restarts": run.restarts} if run.restarts else {}),
             **({"candidates": run.candidates} if run.candidates else {}),
@@ -517,27 +508,8 @@ class Trainer:
         return results
 
 
-def label_free_estimate(model, test: BiasDataset, phase) -> dict:
-    """The deployed model's unbiased and conflicting accuracy on the test split as estimated without
-    bias labels: its class labels, with the final phase's bias proxy's predictions as the groups
-    (`pseudo_group_summary`). Reported, never selected on."""
-    deployed = phase.monitor
-    summary = evaluate(model, test, [deployed], use_bias=False, pseudo=True, proxy=phase.proxy)[deployed]
-    estimate = {"split": "test", "predictor": deployed, "proxy": phase.proxy or "none (classes are the groups)"}
-    if not phase.proxy:  # no groups to estimate with: what a class-balanced view says
-        return {**estimate, "class_balanced": summary["pseudo_unbiased"]}
-    names = {"pseudo_unbiased": "unbiased", "pseudo_conflicting": "conflicting", "pseudo_aligned": "aligned",
-             "pseudo_worst": "worst_group", "pseudo_conflicting_share": "proxy_disagrees_pct"}
-    caveat = model.proxy_caveat()
-    return {**estimate, **{name: summary[key] for key, name in names.items()}, **({"caveat": caveat} if caveat else {})}
-
-
-def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False,
-                        split: str = "test"):
-    """Rebuild a checkpoint's model and data and recompute its test table, or (`split="train"`) how
-    well each predictor fits the training labels, label-free."""
-    if split not in ("test", "train"):
-        raise ConfigError(f"cannot evaluate on split {split!r}; use test or train")
+def load_run_model(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False):
+    """A checkpoint's config, its data rebuilt as it was trained on, and its model on the device."""
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
     if data_root:
@@ -553,7 +525,19 @@ def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str
             f"checkpoint {path} does not fit its data as it is now ({splits.train.num_classes} classes, inputs "
             f"{tuple(splits.train.input_shape)}): the data changed since training; evaluate it on the data it was trained on"
         ) from None
-    model.to(dev)
+    return cfg, splits, model.to(dev), dev
+
+
+def evaluate_checkpoint(path: Path, data_root: Optional[str] = None, device: str = "auto", quiet: bool = False,
+                        split: str = "test"):
+    """Rebuild a checkpoint's model and data and recompute its test table, how well each predictor fits
+    the training labels (`split="train"`, label-free), or its label-free estimate (`split="estimate"`,
+    with the estimator of this version: earlier runs' records keep theirs)."""
+    if split not in ("test", "train", "estimate"):
+        raise ConfigError(f"cannot evaluate on split {split!r}; use test, train or estimate")
+    cfg, splits, model, dev = load_run_model(path, data_root, device, quiet)
     if split == "train":
         return cfg, evaluate(model, splits.train, model.predictors(), use_bias=False)
+    if split == "estimate":
+        return cfg, label_free_estimate(model, splits, model.phases()[-1], cfg.estimate, dev, cfg.seed)
     return cfg, evaluate(model, splits.test, model.predictors(), groups=True)
