@@ -112,6 +112,9 @@ def test_cli_train_and_evaluate_on_real_colored_mnist(tmp_path, mnist_root, caps
     assert deep["aligned"] > deep["conflicting"] + 30
     assert main(["evaluate", str(out / "checkpoints" / "final.pt"), "--data-dir", mnist_root, "-q", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == results["test"]
+    # The estimate recomputed from the run folder: the same estimator on the same weights and data.
+    assert main(["evaluate", str(out), "--data-dir", mnist_root, "-q", "--split", "estimate", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(results["estimate"]))
     assert main(["train", "--preset", "colored_mnist_demo", "--out", str(out), "-q"]) == 2  # folder taken
 
 
