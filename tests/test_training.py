@@ -1,9 +1,11 @@
 """The training loop end to end on tiny data: run folders, checkpoints, seeds, selection."""
 import json
+import math
 
 import pytest
 import torch
 
+import denetdm.training as training
 from denetdm.cli import main
 from denetdm.config import load_config
 from denetdm.errors import ConfigError, RunFolderError
@@ -179,3 +181,27 @@ def test_csv_and_tensorboard_loggers_hold_every_logged_value(tmp_path):
     assert steps == [r["epoch"] for r in records if r["phase"] == "stage1"]
     with pytest.raises(ConfigError, match="unknown wandb"):
         load_config("synthetic_demo", ["loggers=csv,wandb"])
+
+
+def test_bf16_autocasts_the_training_steps_only(tmp_path, monkeypatch):
+    """amp=bf16: the branches run in bf16 while training and in fp32 in evaluation; weights stay fp32.
+    (The target is in train mode only while it trains; the frozen deep branch runs in eval mode in
+    stage 2's steps, so it is watched in stage 1.)"""
+    seen = {True: set(), False: set()}
+    build = training.create_method
+
+    def watched(*args, **kwargs):
+        model = build(*args, **kwargs)
+        for branch in (model.deep, model.target):
+            branch.register_forward_hook(lambda m, i, out: seen[m.training].add((m is model.target, out.dtype)))
+        return model
+
+    monkeypatch.setattr(training, "create_method", watched)
+    results = train(load_config("colored_mnist", [*RESTART_TINY, "amp=bf16"]), tmp_path / "bf16", quiet=True)
+    assert seen[True] == {(False, torch.bfloat16), (True, torch.bfloat16)}
+    assert (True, torch.float32) in seen[False] and (True, torch.bfloat16) not in seen[False]
+    assert math.isfinite(results["test"]["stage2_target"]["accuracy"])
+    weights = torch.load(tmp_path / "bf16" / "checkpoints" / "final.pt", weights_only=True)["state_dict"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
+    with pytest.raises(ConfigError, match="amp='fp8' is unknown"):
+        load_config("colored_mnist", ["amp=fp8"])

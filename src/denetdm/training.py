@@ -410,8 +410,11 @@ class Trainer:
             order, size, drop_last = torch.cat([i for i, _ in shards]), size // WORLD.size, False
             weights = [w for _, w in shards]
         n = 0
+        amp = self.cfg.amp == "bf16"
         for n, (batch, WORLD.weight) in enumerate(zip(self.splits.train.batches(order, size, drop_last), weights), 1):
-            for key, value in model.update(batch).items():
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                logged = model.update(batch)
+            for key, value in logged.items():
                 totals[key] = totals.get(key, 0.0) + value * (WORLD.weight / WORLD.size)
             if self.average is not None:
                 self.average.update()
