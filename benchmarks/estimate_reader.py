@@ -45,8 +45,10 @@ def reestimate(run: Path) -> dict:
 
 
 def error(row: dict, which: str, metric: str = "unbiased"):
-    value, truth = row[which].get(metric), row["truth"].get(metric)
-    return None if value is None or truth is None else value - truth
+    """The `which` estimate ("recorded" or "reader") minus the truth, as the benchmark tables read it."""
+    from denetdm.reports import estimate_error
+
+    return estimate_error({"estimate": row[which], "test": row["truth"]}, metric)
 
 
 def summary(errors) -> str:

@@ -23,7 +23,7 @@ from typing import List
 import torch
 
 from .errors import ConfigError
-from .metrics import pseudo_group_summary
+from .metrics import pseudo_group_summary, split_predictions
 from .models.spec import ModelSpec
 
 # Below this gap (points) the chosen proxy agrees with the grouped split's labels about as often as with
@@ -53,11 +53,9 @@ class EstimateConfig:
                               "in (0, 1] (0.7 is LfF's)")
 
 
-@torch.no_grad()
-def predictions(fn, split, batch_size: int = 2048) -> torch.Tensor:
-    """Argmax predictions of `fn` over a whole split, on the CPU (every rank computes them alike)."""
-    out = [fn(x).argmax(dim=1).cpu() for _, x, _, _ in split.batches(torch.arange(len(split)), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+def predictions(logits_of, names, split) -> dict:
+    """`split_predictions` on the CPU: a run's predictors and every reader snapshot are compared there."""
+    return {name: p.cpu() for name, p in split_predictions(logits_of, names, split).items()}
 
 
 def _percent(mask: torch.Tensor) -> float:
@@ -103,9 +101,10 @@ def train_reader(cfg: EstimateConfig, splits, held_out, device, seed: int) -> Li
             step += 1
             if step % every == 0 or step == total:
                 reader.eval()
-                test_pred = predictions(reader, test)
+                read = lambda x: {"reader": reader(x)}  # noqa: E731
+                test_pred = predictions(read, ["reader"], test)["reader"]
                 snapshots.append({"proxy": f"bias_reader (step {step} of {total})", "test_pred": test_pred,
-                                  "held_out_fit": _percent(predictions(reader, held_out) == held_y),
+                                  "held_out_fit": _percent(predictions(read, ["reader"], held_out)["reader"] == held_y),
                                   "agreement": _percent(test_pred == test_y)})
                 reader.train()
             if step >= total:
@@ -119,15 +118,15 @@ def label_free_estimate(model, splits, phase, cfg: EstimateConfig, device, seed:
     deployed, test = phase.monitor, splits.test
     was_training = model.training
     model.eval()
-    pred = predictions(lambda x: model.predict_many(x, [deployed])[deployed], test)
-    held_out = held_out_split(splits, seed)
+    own = [phase.proxy] if phase.proxy else []
+    on_test = predictions(lambda x: model.predict_many(x, [deployed, *own]), [deployed, *own], test)
+    pred, held_out = on_test[deployed], held_out_split(splits, seed)
     candidates = []
-    if phase.proxy:
-        own = lambda x: model.predict_many(x, [phase.proxy])[phase.proxy]  # noqa: E731
-        test_pred = predictions(own, test)
-        candidates.append({"proxy": phase.proxy, "test_pred": test_pred,
-                           "held_out_fit": _percent(predictions(own, held_out) == held_out.y.cpu()),
-                           "agreement": _percent(test_pred == test.y.cpu())})
+    if own:  # the deployed predictor and the method's proxy read the test split in one pass
+        held_pred = predictions(lambda x: model.predict_many(x, own), own, held_out)[phase.proxy]
+        candidates.append({"proxy": phase.proxy, "test_pred": on_test[phase.proxy],
+                           "held_out_fit": _percent(held_pred == held_out.y.cpu()),
+                           "agreement": _percent(on_test[phase.proxy] == test.y.cpu())})
     model.train(was_training)
     candidates += train_reader(cfg, splits, held_out, device, seed) if cfg.reader_steps else []
     estimate = {"split": "test", "predictor": deployed}

@@ -6,9 +6,12 @@ summaries stay defined on test sets that lack some cells.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
+
+from . import distributed
+from .distributed import WORLD
 
 SUMMARY_KEYS = ("unbiased", "aligned", "conflicting", "worst_group", "accuracy")
 
@@ -85,3 +88,18 @@ def pseudo_group_summary(pred: torch.Tensor, y: torch.Tensor, num_classes: int,
         out[key] = 100.0 * acc[mask].mean().item() if mask.any() else float("nan")
     out["pseudo_conflicting_share"] = 100.0 * (proxy.cpu() != y).double().mean().item()
     return out
+
+
+@torch.no_grad()
+def split_predictions(logits_of: Callable[[torch.Tensor], Dict[str, torch.Tensor]], names: Sequence[str], split,
+                      batch_size: int = 2048) -> Dict[str, torch.Tensor]:
+    """Argmax predictions over a whole split, in its order, of each of `names` among the logits that
+    `logits_of(x)` returns. Under torchrun each rank predicts every size-th sample, and the predictions
+    are gathered (every rank takes part, even one left without samples)."""
+    parts: Dict[str, list] = {name: [] for name in names}
+    for _, x, _, _ in split.batches(torch.arange(len(split))[WORLD.rank::WORLD.size], batch_size):
+        logits = logits_of(x)
+        for name in names:
+            parts[name].append(logits[name].argmax(dim=1))
+    empty = torch.empty(0, dtype=torch.long, device=split.y.device)
+    return {name: distributed.gather(torch.cat(p) if p else empty, len(split)) for name, p in parts.items()}

@@ -46,7 +46,7 @@ from .deploy import data_meta
 from .estimate import label_free_estimate
 from .methods import create_method
 from .loggers import create_loggers
-from .metrics import SUMMARY_KEYS, pseudo_group_summary, summarize
+from .metrics import SUMMARY_KEYS, pseudo_group_summary, split_predictions, summarize
 from .selection import DESCRIPTIONS, HELD_OUT, Selector
 
 def seed_everything(seed: int) -> None:
@@ -113,29 +113,16 @@ def evaluate(model, split: BiasDataset, names: Iterable[str], batch_size: int = 
     was_training = model.training
     model.eval()
     names = list(names)
-    preds = {name: [] for name in names}
-    proxy_pred = []
     wanted = list(dict.fromkeys([*names, *([proxy] if pseudo and proxy is not None else [])]))
-    # Under torchrun each rank predicts every size-th sample, and the predictions are gathered.
-    for _, x, _, _ in split.batches(torch.arange(len(split))[WORLD.rank::WORLD.size], batch_size):
-        logits = model.predict_many(x, wanted)
-        for name in names:
-            preds[name].append(logits[name].argmax(dim=1))
-        if pseudo and proxy is not None:
-            proxy_pred.append(logits[proxy].argmax(dim=1))
+    preds = split_predictions(lambda x: model.predict_many(x, wanted), wanted, split, batch_size)
     model.train(was_training)
 
-    def cat(parts):
-        local = torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=split.y.device)
-        return distributed.gather(local, len(split))
-
     bias = split.bias if split.has_bias and use_bias else None
-    preds = {n: cat(p) for n, p in preds.items()}
-    out = {n: summarize(p, split.y, bias, split.num_classes, split.num_bias, groups) for n, p in preds.items()}
+    out = {n: summarize(preds[n], split.y, bias, split.num_classes, split.num_bias, groups) for n in names}
     if pseudo:
-        proxy_pred = cat(proxy_pred) if proxy is not None else None
-        for name, p in preds.items():
-            out[name].update(pseudo_group_summary(p, split.y, split.num_classes, proxy_pred))
+        proxy_pred = preds[proxy] if proxy is not None else None
+        for name in names:
+            out[name].update(pseudo_group_summary(preds[name], split.y, split.num_classes, proxy_pred))
     return out
 
 
