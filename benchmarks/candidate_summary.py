@@ -29,7 +29,8 @@ def summarize(run: Path, metric: str, phase: str) -> dict:
     tests = []
     for k in range(len(entry["settings"])):
         mine = [r for r in epochs if r.get("candidate", 0) == k and r.get("attempt", 0) == attempt]
-        key = ((lambda r: (phase != "stage1" or DeNetDM.split_holds(r["val"]), r["val"][name]["pseudo_unbiased"]))
+        passed = phase != "stage1" or not DeNetDM.split_failed(mine[-1]["val"])  # its last epoch vouches for the rest
+        key = ((lambda r: (passed and (phase != "stage1" or not DeNetDM.split_failed(r["val"])), r["val"][name]["pseudo_unbiased"]))
                if proxy else (lambda r: r["epoch"]))
         tests.append(max(mine, key=key)["test"][name][metric])
     chosen = entry["chosen"]

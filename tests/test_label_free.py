@@ -65,6 +65,7 @@ def test_proxy_selection_picks_the_epoch_an_oracle_would():
                    "test": {"model": summarize(pt, yt, bt, 4, 4)}}
         proxy_sel.observe(epoch, metrics, None)
         oracle_sel.observe(epoch, metrics, None)
+    proxy_sel.close(), oracle_sel.close()
     assert proxy_sel.best_epoch == oracle_sel.best_epoch == 1
 
 
@@ -137,6 +138,7 @@ def test_a_phase_without_a_proxy_scores_its_classes_whatever_the_proxy_metric():
     selector = Selector("proxy", phase, keep_weights=False, proxy_metric="pseudo_conflicting")
     for epoch, score in enumerate((60.0, 80.0, 70.0)):
         selector.observe(epoch, {"val": {"erm": {"pseudo_unbiased": score, "pseudo_worst": 50.0}}}, None)
+    selector.close()
     assert selector.best_epoch == 1
 
 
@@ -161,16 +163,28 @@ def test_an_epoch_that_fails_the_methods_check_wins_only_while_no_epoch_passes_i
     selector = Selector("proxy", phase, keep_weights=False)
     seen = lambda score: {"val": {"shallow": {"pseudo_unbiased": score}}}
     selector.observe(0, seen(70.0), None, candidate=0, eligible=False)
-    assert (selector.best_epoch, selector.best_eligible) == (0, False)  # nothing better yet
     selector.observe(1, seen(60.0), None, candidate=0, eligible=True)  # a lower score that passes wins
+    assert selector.close() and (selector.best_epoch, selector.best_score) == (1, 60.0)
     selector.observe(0, seen(95.0), None, candidate=1, eligible=False)  # a higher one that fails does not
-    assert (selector.best_candidate, selector.best_epoch, selector.best_score) == (0, 1, 60.0)
     selector.observe(1, seen(61.0), None, candidate=1, eligible=True)
-    assert (selector.best_candidate, selector.best_epoch) == (1, 1)
     restored = Selector("proxy", phase, keep_weights=False)
-    restored.load(selector.state())
-    restored.observe(2, seen(90.0), None, candidate=1, eligible=False)  # the rule survives a resume
-    assert restored.best_epoch == 1
+    restored.load(selector.state())  # the setting in training survives a resume
+    assert restored.close() and (restored.best_candidate, restored.best_epoch) == (1, 1)
+
+
+def test_a_setting_whose_check_fails_by_its_last_epoch_does_not_vouch_for_its_earlier_epochs():
+    phase = Phase("stage1", None, "shallow", "conflicting", ("shallow",), proxy="deep")
+    seen = lambda score: {"val": {"shallow": {"pseudo_unbiased": score}}}
+    alone = Selector("proxy", phase, keep_weights=False)
+    for epoch, (score, ok) in enumerate([(50.0, True), (80.0, False), (70.0, False)]):
+        alone.observe(epoch, seen(score), None, eligible=ok)
+    assert not alone.close() and (alone.best_epoch, alone.best_eligible) == (1, False)  # the best score, as if unchecked
+    ranked = Selector("proxy", phase, keep_weights=False)
+    for candidate, history in enumerate([[(99.0, True), (90.0, False)], [(60.0, False), (65.0, True)]]):
+        for epoch, (score, ok) in enumerate(history):
+            ranked.observe(epoch, seen(score), None, candidate, ok)
+        ranked.close()
+    assert (ranked.best_candidate, ranked.best_epoch, ranked.best_eligible) == (1, 1, True)
 
 
 def test_stage1_candidates_train_from_fresh_weights_and_the_kept_one_passes_the_held_out_split_check(tmp_path):
@@ -181,12 +195,15 @@ def test_stage1_candidates_train_from_fresh_weights_and_the_kept_one_passes_the_
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     stage1 = [r for r in logged if r["phase"] == "stage1"]
     assert [(r.get("candidate", 0), r["epoch"]) for r in stage1] == [(k, e) for k in range(2) for e in range(3)]
-    # The kept (candidate, epoch) is the best-scored among the epochs whose held-out split check passed.
+    # The kept (candidate, epoch) is the best-scored among the epochs whose held-out split check passed,
+    # of the candidates whose check passed at their last epoch.
     from denetdm.methods.denetdm import DeNetDM
-    rank = [(DeNetDM.split_holds(r["val"]), r["val"]["stage1_shallow"]["pseudo_unbiased"]) for r in stage1]
+    ok = [not DeNetDM.split_failed(r["val"]) for r in stage1]
+    last_ok = {r.get("candidate", 0): good for r, good in zip(stage1, ok)}
+    rank = [(good and last_ok[r.get("candidate", 0)], r["val"]["stage1_shallow"]["pseudo_unbiased"]) for r, good in zip(stage1, ok)]
     best = max(range(len(stage1)), key=lambda i: rank[i])
     assert entry["chosen"] == stage1[best].get("candidate", 0) and results["selected_epochs"]["stage1"] == stage1[best]["epoch"]
-    assert entry["eligible"] == [any(ok for (ok, _), r in zip(rank, stage1) if r.get("candidate", 0) == k) for k in range(2)]
+    assert entry["eligible"] == [last_ok[k] for k in range(2)]
 
 
 def test_train_prints_the_stage1_ranking_and_names_a_setting_whose_split_never_passed(tmp_path, capsys):

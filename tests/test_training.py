@@ -86,6 +86,8 @@ def test_selector_keeps_the_best_epoch_and_restores_it():
         metrics = {"test": {"m": {"conflicting": conf, "accuracy": 0}}, "val": {"m": {"accuracy": acc}}}
         for s in (oracle, val, last):
             s.observe(epoch, metrics, model)
+    for s in (oracle, val, last):
+        s.close()
     assert (oracle.best_epoch, val.best_epoch, last.best_epoch) == (1, 2, 2)
     oracle.restore(model)
     assert model.weight.item() == 1.0

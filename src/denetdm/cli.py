@@ -63,7 +63,7 @@ def cmd_train(args) -> int:
         lines.append(format_estimate(results["estimate"]))
     for phase, entry in results.get("candidates", {}).items():  # settings ranked by the selection score
         eligible = entry.get("eligible", [True] * len(entry["settings"]))
-        scores = ", ".join(f"{setting} {score:.2f}" + ("" if ok else " (no epoch passed the held-out split check, ranked last)")
+        scores = ", ".join(f"{setting} {score:.2f}" + ("" if ok else " (held-out split check failed at its last epoch, ranked last)")
                            for setting, score, ok in zip(entry["settings"], entry["scores"], eligible))
         lines.append(f"{phase}: kept {entry['settings'][entry['chosen']]} (best selection score per setting: {scores})")
     lines.append(f"selected epochs: {results['selected_epochs']}; wall time {results['wall_time_s']:.0f} s; run folder: {out}")

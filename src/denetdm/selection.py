@@ -42,8 +42,12 @@ class Selector:
         self.best_state: Optional[dict] = None
         self.best_metrics: Optional[dict] = None
         self.best_candidate = 0  # of the phase's candidate settings (Algorithm.candidates), the kept one
-        self.best_eligible = True  # whether the kept epoch passed the method's check (Algorithm.candidate_eligible)
+        self.best_eligible = True  # whether the kept epoch passed the method's check (Algorithm.epoch_eligible)
         self.latest: Optional[float] = None  # the score of the last epoch observed (for the log)
+        # The setting in training: its best epoch of each kind (eligible or not) and whether its latest
+        # epoch passed; `close` decides which of them competes once the setting's last epoch is in.
+        self.pending: Dict[bool, dict] = {}
+        self.pending_last = True
 
     def score(self, metrics: Dict[str, Dict[str, Dict[str, float]]]) -> Optional[float]:
         if self.protocol == "proxy":
@@ -58,28 +62,43 @@ class Selector:
         return None
 
     def observe(self, epoch: int, metrics, model, candidate: int = 0, eligible: bool = True) -> None:
-        """An eligible epoch beats every ineligible one; among either kind, the higher score wins."""
+        """Score an epoch of the setting in training; `close` ends the setting."""
         if self.protocol == "last":
             self.best_epoch, self.best_candidate = epoch, candidate
             return
         score = self.latest = self.score(metrics)
-        if self.best_score is None or (eligible, score) > (self.best_eligible, self.best_score):
-            self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
-            self.best_candidate, self.best_eligible = candidate, eligible
-            if self.keep_weights:
-                self.best_state = copy.deepcopy(model.state_dict())
+        kept = self.pending.get(eligible)
+        if kept is None or score > kept["score"]:
+            self.pending[eligible] = {"score": score, "epoch": epoch, "metrics": metrics, "candidate": candidate,
+                                      "state": copy.deepcopy(model.state_dict()) if self.keep_weights else None}
+        self.pending_last = eligible
+
+    def close(self) -> bool:
+        """End the setting in training: its epochs count as eligible only if its last one is (a check that
+        held for a few epochs and failed by the end does not vouch for them), and an eligible epoch beats
+        every ineligible one; among either kind the higher score wins. Returns whether they counted."""
+        if not self.pending:
+            return self.best_eligible
+        passed = self.pending_last  # the last epoch is among them, so an eligible one exists
+        entry = self.pending[True] if passed else max(self.pending.values(), key=lambda e: e["score"])
+        self.pending = {}
+        if self.best_score is None or (passed, entry["score"]) > (self.best_eligible, self.best_score):
+            self.best_score, self.best_epoch, self.best_metrics = entry["score"], entry["epoch"], entry["metrics"]
+            self.best_candidate, self.best_eligible, self.best_state = entry["candidate"], passed, entry["state"]
+        return passed
 
     def state(self) -> dict:
         """For a resume point; `load` puts it back."""
         return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state,
                 "best_metrics": self.best_metrics, "best_candidate": self.best_candidate,
-                "best_eligible": self.best_eligible}
+                "best_eligible": self.best_eligible, "pending": self.pending, "pending_last": self.pending_last}
 
     def load(self, state: dict) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
         self.best_state, self.best_metrics = state["best_state"], state["best_metrics"]
         self.best_candidate = state.get("best_candidate", 0)
         self.best_eligible = state.get("best_eligible", True)
+        self.pending, self.pending_last = state.get("pending", {}), state.get("pending_last", True)
 
     def restore(self, model) -> None:
         """Load the selected weights before the next phase starts from them."""

@@ -360,6 +360,11 @@ class Trainer:
                 pool = self.start_phase(phase)
             for epoch in range(first_epoch, phase.optim.epochs):
                 self.train_epoch(phase, attempt, epoch, pool, selector, shadow, bar)
+            passed = selector.close()
+            if shadow is not None:
+                shadow.close()
+            if phase.name in run.candidates:
+                run.candidates[phase.name]["eligible"][candidate] = passed
         bar.close()
         if phase.name in run.candidates:
             run.candidates[phase.name]["chosen"] = selector.best_candidate
@@ -423,15 +428,14 @@ class Trainer:
             with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
                 metrics = {name: evaluate(model, split, phase.predictors, pseudo=name == "val", proxy=phase.proxy)
                            for name, split in self.eval_splits.items()}
-                ranked = run.candidates.get(phase.name)
-                eligible = ranked is None or "val" not in metrics or model.candidate_eligible(phase.name, metrics["val"])
+                eligible = "val" not in metrics or model.epoch_eligible(phase.name, metrics["val"])
                 selector.observe(epoch, metrics, model, model.candidate, eligible)
                 if shadow is not None:
                     shadow.observe(epoch, metrics, model, model.candidate)
+            ranked = run.candidates.get(phase.name)
             if ranked is not None and selector.latest is not None:
                 best = ranked["scores"][model.candidate]
                 ranked["scores"][model.candidate] = selector.latest if best is None else max(best, selector.latest)
-                ranked["eligible"][model.candidate] |= eligible
             record.update(metrics)
             bar.set_postfix(loss=f"{record.get('train_loss', 0):.3f}",
                             test_acc=f"{metrics['test'][phase.monitor]['accuracy']:.1f}")

@@ -152,9 +152,10 @@ class Algorithm(nn.Module):
         One (the default): the phase trains once."""
         return [{}]
 
-    def candidate_eligible(self, phase: str, held_out: Dict[str, Dict[str, float]]) -> bool:
-        """Whether an epoch of a phase with several candidate settings may win their ranking, from its
-        predictors' label-free metrics on the held-out split; an ineligible one wins only if none is."""
+    def epoch_eligible(self, phase: str, held_out: Dict[str, Dict[str, float]]) -> bool:
+        """Whether an epoch of a phase may be selected, from its predictors' label-free metrics on the
+        held-out split. An ineligible epoch is kept only where no setting of the phase has an eligible
+        one, and a setting's epochs count as eligible only if its last epoch is (`Selector.close`)."""
         return True
 
     def restart_phase(self, phase: str, restarts_so_far: int) -> bool:

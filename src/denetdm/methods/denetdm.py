@@ -258,17 +258,11 @@ class DeNetDM(Algorithm):
             return [{"shallow_lr_scale": f} for f in self.cfg.shallow_lr_scale_candidates] or [{}]
         return [{"distill_weight": w} for w in self.cfg.distill_weight_candidates] or [{}]
 
-    @classmethod
-    def split_holds(cls, held_out) -> bool:
-        """On the held-out split: the split check passes, and the shallow branch explains the (biased)
-        labels worse than the deep one; where it explains them as well, it carries the bias too."""
-        return (not cls.split_failed(held_out)
-                and held_out["stage1_deep"]["accuracy"] > held_out["stage1_shallow"]["accuracy"])
-
-    def candidate_eligible(self, phase, held_out):
-        # A stage 1 whose deep branch left (part of) the bias to the shallow one scores its shallow branch
-        # against a proxy that misses the bias, often higher than a good split's: it must not win.
-        return phase != "stage1" or self.split_holds(held_out)
+    def epoch_eligible(self, phase, held_out):
+        # A stage-1 epoch whose deep branch has left (part of) the bias to the shallow one scores its
+        # shallow branch against a proxy that misses that bias, often higher than a good split's: it must
+        # not win over an epoch whose split check passes on the held-out split.
+        return phase != "stage1" or not self.split_failed(held_out)
 
     def restart_phase(self, phase, restarts_so_far):
         if phase != "stage1" or restarts_so_far >= self.cfg.stage1_restarts:
