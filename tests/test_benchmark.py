@@ -309,3 +309,34 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
+
+
+def test_stage2_rerun_keeps_the_source_stage1_and_trains_stage2_under_the_new_settings(tmp_path):
+    """benchmarks/stage2_rerun.py: the source run's stage-1 records, selection and split check carry
+    over; only stage 2 trains, under the new setting; a stage-1 key is refused."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "stage2_rerun.py"
+    spec = importlib.util.spec_from_file_location("stage2_rerun", script)
+    rerun = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rerun)
+    tiny = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=2", "method.stage2.epochs=2"]
+    source = tmp_path / "source"
+    bench.run_benchmark(source, bench.plan(["denetdm"], [0.05], [0], ["proxy"], overrides=tiny), tiny, quiet=True)
+    (record,) = bench.read_records(source)
+    rerun.job((record, source, tmp_path / "new", ["method.stage2.ema=0.5"]))
+    old_run, new_run = source / "runs" / record["key"], tmp_path / "new" / "runs" / record["key"]
+    lines = lambda run, phase: [l for l in (run / "metrics.jsonl").read_text().splitlines() if json.loads(l)["phase"] == phase]
+    assert lines(new_run, "stage1") == lines(old_run, "stage1")
+    assert len(lines(new_run, "stage2")) == 2
+    before, after = (json.loads((run / "results.json").read_text()) for run in (old_run, new_run))
+    assert after["selected_epochs"]["stage1"] == before["selected_epochs"]["stage1"]
+    assert after["train_fit"]["stage1"] == before["train_fit"]["stage1"]
+    assert after["stage1_from"] == str(old_run)
+    assert "ema: 0.5" in (new_run / "config.yaml").read_text()
+    refused = subprocess.run([sys.executable, str(script), str(source), "--out", str(tmp_path / "x"), "method.stage1.lr=1"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "method.stage1.lr is read by stage 1" in refused.stderr
+    assert not (tmp_path / "x").exists()
