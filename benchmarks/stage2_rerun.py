@@ -27,15 +27,15 @@ import torch
 import yaml
 
 from denetdm.benchmark import RunSpec, _record, config_hash, read_records
-from denetdm.checkpoints import checkpoint_dict, load_checkpoint, write_status
+from denetdm.checkpoints import load_checkpoint
 from denetdm.config import config_from_dict, parse_overrides, to_yaml
 from denetdm.config import _merge  # one merge rule for presets, overrides and this script
 from denetdm.data import create_dataset
 from denetdm.errors import ConfigError
-from denetdm.fileio import dumps, save_atomic, write_text_atomic
+from denetdm.fileio import write_text_atomic
 from denetdm.methods import create_method
 from denetdm.reports import write_reports
-from denetdm.training import RunState, Trainer, seed_everything, setup_runtime
+from denetdm.training import RunState, Trainer, run_in_folder, seed_everything, setup_runtime
 
 # The only keys an override may set: stage 1 never reads them.
 STAGE2_KEYS = ("method.stage2.", "method.target.", "method.distill_weight", "method.distill_weight_candidates",
@@ -51,8 +51,8 @@ def check_overrides(items):
                               f"override one of {', '.join(STAGE2_KEYS)}")
 
 
-def rerun(source: Path, out: Path, overrides) -> dict:
-    """Stage 2 of `overrides` on the stage 1 of the finished run in `source`; returns the results dict."""
+def rerun(source: Path, out: Path, overrides):
+    """Stage 2 of `overrides` on the stage 1 of the finished run in `source`; returns its config and results."""
     raw = _merge(yaml.safe_load((source / "config.yaml").read_text()), parse_overrides(overrides))
     cfg = config_from_dict(raw)
     if cfg.method.NAME != "denetdm":
@@ -67,7 +67,6 @@ def rerun(source: Path, out: Path, overrides) -> dict:
     before = json.loads((source / "results.json").read_text())
     (out / "checkpoints").mkdir(parents=True)
     write_text_atomic(out / "config.yaml", to_yaml(cfg))
-    write_status(out, "running")
     kept = [line for line in (source / "metrics.jsonl").read_text().splitlines(True)
             if json.loads(line)["phase"] == "stage1"]
     model.phase_warnings("stage1", before["train_fit"]["stage1"])  # the method's view of its split, as it ended
@@ -80,21 +79,17 @@ def rerun(source: Path, out: Path, overrides) -> dict:
                    elapsed_s=float(json.loads(kept[-1])["time_s"]))
     trainer = Trainer(cfg, out, True, before["preset"], splits, model, device, None, None)
     trainer.run_state = run
-    results = {**trainer.run(), "stage1_from": str(source)}
+    results = run_in_folder(trainer, {"stage1_from": str(source)})
     log = out / "metrics.jsonl"  # the trainer starts a log of its own: the stage-1 records go first
     log.write_text("".join(kept) + log.read_text())
-    save_atomic({**checkpoint_dict(cfg, model, "final", None)}, out / "checkpoints" / "final.pt")
-    write_text_atomic(out / "results.json", dumps(results, indent=2))
-    write_status(out, "complete")
-    return results
+    return cfg, results
 
 
 def job(args):
     record, source, out, overrides = args
     spec = RunSpec(record["method"], record["ratio"], record["seed"], record["selection"], record["dataset"])
     run_dir, source_run = out / "runs" / spec.key, source / "runs" / record["key"]
-    results = rerun(source_run, run_dir, overrides)
-    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg, results = rerun(source_run, run_dir, overrides)
     return {**_record(spec, results, config_hash(cfg), run_dir), "stage1_from": str(source_run)}
 
 

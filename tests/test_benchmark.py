@@ -336,6 +336,8 @@ def test_stage2_rerun_keeps_the_source_stage1_and_trains_stage2_under_the_new_se
     assert after["train_fit"]["stage1"] == before["train_fit"]["stage1"]
     assert after["stage1_from"] == str(old_run)
     assert "ema: 0.5" in (new_run / "config.yaml").read_text()
+    assert "meta" in torch.load(new_run / "checkpoints" / "final.pt", weights_only=False)  # as train() writes it
+    assert not (new_run / "checkpoints" / "resume.pt").exists()
     refused = subprocess.run([sys.executable, str(script), str(source), "--out", str(tmp_path / "x"), "method.stage1.lr=1"],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "method.stage1.lr is read by stage 1" in refused.stderr

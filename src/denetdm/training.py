@@ -234,10 +234,17 @@ def train(cfg: Config, out: Path, quiet: bool = False, preset: str = "", start_f
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     if not resume:
         write_text_atomic(out / "config.yaml", to_yaml(cfg))
+    return run_in_folder(Trainer(cfg, out, quiet, preset, splits, model, device, point, start_from))
+
+
+def run_in_folder(trainer: "Trainer", extra: Optional[dict] = None) -> dict:
+    """Run `trainer` in its run folder: status running, then final.pt, results.json (with `extra`) and
+    status complete, or status failed with the reason; the resume point goes once the run is complete."""
+    out = trainer.out
     write_status(out, "running")
     try:
-        results = Trainer(cfg, out, quiet, preset, splits, model, device, point, start_from).run()
-        save_atomic({**checkpoint_dict(cfg, model, "final", None), "meta": data_meta(splits)},
+        results = {**trainer.run(), **(extra or {})}
+        save_atomic({**checkpoint_dict(trainer.cfg, trainer.model, "final", None), "meta": data_meta(trainer.splits)},
                     out / "checkpoints" / "final.pt")
         write_text_atomic(out / "results.json", dumps(results, indent=2))
     except BaseException as exc:
