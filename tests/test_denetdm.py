@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from denetdm.config import load_config
+from denetdm.data.base import TensorBiasDataset
 from denetdm.methods import create_method
 from denetdm.methods.denetdm import distillation_loss
 from denetdm.models import MODELS
@@ -29,6 +30,14 @@ def tiny(overrides=()):
     cfg = load_config("colored_mnist", ["method.deep.width=8", "method.shallow.width=8", "method.target.width=8", *overrides])
     torch.manual_seed(0)
     return create_method(cfg, (3, 4, 4), 10, 32)
+
+
+def images(n=16, seed=0, augment=False):
+    """A training split of n random uint8 images of the shape `tiny` builds for."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 4, 4), generator=g, dtype=torch.uint8)
+    return TensorBiasDataset(x, torch.randint(0, 10, (n,), generator=g), -torch.ones(n, dtype=torch.long), 10, 10,
+                             augment=augment)
 
 
 def batch(n=16, seed=0):
@@ -75,7 +84,7 @@ def test_stage1_trains_all_branches_and_stage2_keeps_frozen_parts_frozen():
     assert any(k.startswith("deep.") for k in changed) and any(k.startswith("shallow.") for k in changed)
     assert any(k.startswith("head.") for k in changed) and not any(k.startswith("target") for k in changed)
 
-    model.start_phase(stage2, None)
+    model.start_phase(stage2, images())
     assert torch.equal(model.target_head.weight, model.head.weight)  # f_t starts from f
     frozen = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in ("deep", "shallow", "head")}
     assert any("running_mean" in k for k in frozen)
@@ -87,6 +96,33 @@ def test_stage1_trains_all_branches_and_stage2_keeps_frozen_parts_frozen():
         assert torch.equal(model.state_dict()[key], value), f"{key} changed in stage 2"
     assert not torch.equal(model.target_head.weight, model.head.weight)
     assert not model.deep.training and model.target.training
+
+
+@pytest.mark.parametrize("distill_weight", [1.0, 0.0])
+def test_stage2_reads_the_frozen_experts_computed_once_as_it_would_compute_them_per_batch(distill_weight):
+    import copy
+
+    model = tiny([f"method.distill_weight={distill_weight}"])
+    stage1, stage2 = model.phases()
+    model.start_phase(stage1, None)
+    model.train()
+    model.update(batch())  # stage-1 weights that are not the initial ones
+    uncached = copy.deepcopy(model)
+    split = images()
+    model.start_phase(stage2, split)
+    uncached.start_phase(stage2, split)
+    assert model.frozen_outputs is not None and len(model.frozen_outputs[0]) == len(split)
+    uncached.frozen_outputs = None  # the per-batch path
+    for b in split.batches(torch.randperm(len(split), generator=torch.Generator().manual_seed(1)), 8):
+        a, b_ = model.update(b), uncached.update(b)
+        assert a.keys() == b_.keys() == {"loss", "loss_poe", "loss_dist"}
+        for key in a:
+            assert torch.allclose(a[key], b_[key], atol=1e-5), key
+    for (name, p), q in zip(model.named_parameters(), uncached.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), name
+    # An augmented split shows the experts other inputs every epoch: nothing is kept.
+    model.start_phase(stage2, images(augment=True))
+    assert model.frozen_outputs is None
 
 
 def test_shallow_not_shallower_than_deep_warns():
@@ -101,7 +137,8 @@ def test_official_bn_drift_option_updates_only_the_deep_branch_statistics():
                   "method.target.arch=test_bn_mlp", "method.deep_bn_drift=true"])
     stage1, stage2 = model.phases()
     model.start_phase(stage1, None)
-    model.start_phase(stage2, None)
+    model.start_phase(stage2, images())
+    assert model.frozen_outputs is None  # a drifting deep branch gives other features every epoch
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
     model.update(batch())
@@ -168,8 +205,6 @@ def test_restart_rebuilds_stage1_only_and_only_within_its_budget():
 
 
 def test_shallow_lr_scale_slows_only_the_shallow_branch_in_stage1():
-    import torch
-
     from denetdm.config import load_config
     from denetdm.data import create_dataset
     from denetdm.methods import create_method
