@@ -30,7 +30,7 @@ def main() -> None:
           "Per seed, then the mean over the seeds shown; the columns do not all hold the same seeds, so compare "
           "seed by seed. A star marks a run whose label-free split check warned. Regenerate with "
           "`python benchmarks/label_free_summary.py`; the runs: `denetdm benchmark --selections proxy --out "
-          "benchmarks/results/cmnist_proxy -q threads=1 --methods denetdm,lff,jtt,erm --ratios R --seeds S` "
+          "benchmarks/results/cmnist_proxy -q threads=1 --methods denetdm,lff,jtt,erm,dfa --ratios R --seeds S` "
           "(and `method.shallow_lr_scale=0.1` with `--methods denetdm --out benchmarks/results/cmnist_shallow_lr0.1`).",
           "", "| method | ratio | " + " | ".join(label for label, _, _ in COLUMNS) + " | paper (oracle) |",
           "|---|---|" + "---|" * (len(COLUMNS) + 1)]
