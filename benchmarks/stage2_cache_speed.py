@@ -39,9 +39,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = {"what": __doc__.split("\n\n")[0].replace("\n", " "), "threads": torch.get_num_threads(), "runs": {}}
+    data = denetdm.load_config("colored_mnist", ["device=cpu"]).data  # one dataset serves both weights
+    splits = denetdm.create_dataset(data, with_val=True, progress=False)
     for weight in (1.0, 0.0):
         cfg = denetdm.load_config("colored_mnist", ["device=cpu", f"method.distill_weight={weight}"])
-        splits = denetdm.create_dataset(cfg.data, with_val=True, progress=False)
         torch.manual_seed(0)
         model = create_method(cfg, splits.train.input_shape, splits.train.num_classes, len(splits.train))
         stage1, stage2 = model.phases()
