@@ -80,8 +80,10 @@ def rerun(source: Path, out: Path, overrides):
     trainer = Trainer(cfg, out, True, before["preset"], splits, model, device, None, None)
     trainer.run_state = run
     results = run_in_folder(trainer, {"stage1_from": str(source)})
-    log = out / "metrics.jsonl"  # the trainer starts a log of its own: the stage-1 records go first
-    log.write_text("".join(kept) + log.read_text())
+    # The trainer starts a log of its own: the stage-1 records go first. The run counts as finished only
+    # once its record is in results.jsonl (after this), so a kill here means it is trained again.
+    log = out / "metrics.jsonl"
+    write_text_atomic(log, "".join(kept) + log.read_text())
     return cfg, results
 
 
