@@ -3,6 +3,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -311,17 +312,23 @@ def _state(pid: int) -> str:
         return "gone"
 
 
+def benchmark_script(name):
+    """A script of benchmarks/ imported as a module (they are not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_stage2_rerun_keeps_the_source_stage1_and_trains_stage2_under_the_new_settings(tmp_path):
     """benchmarks/stage2_rerun.py: the source run's stage-1 records, selection and split check carry
     over; only stage 2 trains, under the new setting; a stage-1 key is refused."""
-    import importlib.util
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "stage2_rerun.py"
-    spec = importlib.util.spec_from_file_location("stage2_rerun", script)
-    rerun = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rerun)
+    rerun = benchmark_script("stage2_rerun")
     tiny = ["data.name=synthetic", "device=cpu", "method.stage1.epochs=2", "method.stage2.epochs=2"]
     source = tmp_path / "source"
     bench.run_benchmark(source, bench.plan(["denetdm"], [0.05], [0], ["proxy"], overrides=tiny), tiny, quiet=True)
@@ -338,7 +345,27 @@ def test_stage2_rerun_keeps_the_source_stage1_and_trains_stage2_under_the_new_se
     assert "ema: 0.5" in (new_run / "config.yaml").read_text()
     assert "meta" in torch.load(new_run / "checkpoints" / "final.pt", weights_only=False)  # as train() writes it
     assert not (new_run / "checkpoints" / "resume.pt").exists()
-    refused = subprocess.run([sys.executable, str(script), str(source), "--out", str(tmp_path / "x"), "method.stage1.lr=1"],
+    refused = subprocess.run([sys.executable, rerun.__file__, str(source), "--out", str(tmp_path / "x"), "method.stage1.lr=1"],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "method.stage1.lr is read by stage 1" in refused.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_unseen_data_builders_make_the_documented_bias_and_load_as_a_users_npz(tmp_path):
+    """benchmarks/unseen_data.py: each dataset ties its bias to the class at the stated share, and its
+    .npz reads through the `npz` loader a user's data goes through."""
+    from denetdm.data import create_dataset
+
+    unseen = benchmark_script("unseen_data")
+    rng = np.random.default_rng(0)
+    digits, labels = rng.integers(0, 256, (4000, 28, 28)), np.arange(4000) % 10
+    for name, (build, conflicting, _) in unseen.DATASETS.items():
+        x, y, bias = build(digits, labels, 0.2, rng)
+        assert x.min() >= 0 and x.max() <= 1 and len(x) == len(y) == len(bias)
+        assert abs((bias != y).mean() - 0.2) < 0.03 and set(np.unique(bias)) == set(np.unique(y))
+        split = np.r_[np.zeros(len(y) - 500, int), np.full(500, 2)]
+        np.savez(tmp_path / f"{name}.npz", x=(x * 255).round().astype(np.uint8), y=y, bias=bias, split=split)
+        cfg = load_config("custom_arrays", [f"data.path={tmp_path / name}.npz"])
+        splits = create_dataset(cfg.data, with_val=True, progress=False)
+        assert splits.train.input_shape == tuple(x.shape[1:]) and splits.train.num_classes == len(np.unique(y))
+        assert len(splits.test) == 500 and splits.val is not None  # proxy holds out a part of train

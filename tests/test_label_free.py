@@ -9,6 +9,7 @@ import denetdm.training as training
 from denetdm.config import load_config
 from denetdm.data.base import Splits, TensorBiasDataset
 from denetdm.estimate import EstimateConfig, format_estimate, label_free_estimate
+from denetdm.methods import create_method
 from denetdm.methods.base import OptimConfig, Phase
 from denetdm.models.spec import ModelSpec
 from denetdm.metrics import pseudo_group_summary, summarize
@@ -186,6 +187,25 @@ def test_a_setting_whose_check_fails_by_its_last_epoch_does_not_vouch_for_its_ea
         ranked.close()
     assert (ranked.best_candidate, ranked.best_epoch, ranked.best_eligible) == (1, 1, True)
 
+
+
+def test_a_phase_that_does_not_need_the_last_epoch_keeps_its_best_passing_epoch_after_a_collapse():
+    """`method.stage1_early_split_epochs`: a split that held early and collapsed by the last epoch still
+    vouches for the epochs where it held; the DeNetDM flag sets the phase's rule."""
+    phase = Phase("stage1", None, "shallow", "conflicting", ("shallow",), proxy="deep", eligible_needs_last=False)
+    seen = lambda score: {"val": {"shallow": {"pseudo_unbiased": score}}}
+    early = Selector("proxy", phase, keep_weights=False)
+    for epoch, (score, ok) in enumerate([(50.0, True), (60.0, True), (99.0, False), (98.0, False)]):
+        early.observe(epoch, seen(score), None, eligible=ok)
+    assert early.close() and (early.best_epoch, early.best_eligible) == (1, True)
+    never = Selector("proxy", phase, keep_weights=False)
+    for epoch, score in enumerate([50.0, 70.0]):
+        never.observe(epoch, seen(score), None, eligible=False)
+    assert not never.close() and never.best_epoch == 1
+    cfg = load_config("colored_mnist", [*TINY, "method.stage1_early_split_epochs=true"])
+    model = create_method(cfg, (3, 28, 28), 10, 100)
+    assert [p.eligible_needs_last for p in model.phases()] == [False, True]
+    assert create_method(load_config("colored_mnist", TINY), (3, 28, 28), 10, 100).phases()[0].eligible_needs_last
 
 def test_stage1_candidates_train_from_fresh_weights_and_the_kept_one_passes_the_held_out_split_check(tmp_path):
     over = [*TINY, "method.shallow_lr_scale_candidates=[1, 0.1]"]

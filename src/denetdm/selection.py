@@ -75,11 +75,12 @@ class Selector:
 
     def close(self) -> bool:
         """End the setting in training: its epochs count as eligible only if its last one is (a check that
-        held for a few epochs and failed by the end does not vouch for them), and an eligible epoch beats
-        every ineligible one; among either kind the higher score wins. Returns whether they counted."""
+        held for a few epochs and failed by the end does not vouch for them; unless the phase says
+        otherwise, `Phase.eligible_needs_last`), and an eligible epoch beats every ineligible one; among
+        either kind the higher score wins. Returns whether they counted."""
         if not self.pending:
             return self.best_eligible
-        passed = self.pending_last  # the last epoch is among them, so an eligible one exists
+        passed = self.pending_last if self.phase.eligible_needs_last else True in self.pending
         entry = self.pending[True] if passed else max(self.pending.values(), key=lambda e: e["score"])
         self.pending = {}
         if self.best_score is None or (passed, entry["score"]) > (self.best_eligible, self.best_score):

@@ -47,6 +47,9 @@ class Phase:
     # The predictor whose predictions stand in for bias labels in `proxy` selection (the method's
     # biased model); None: classes are the groups. The monitor itself: the phase keeps its last epoch.
     proxy: Optional[str] = None
+    # Whether a setting's eligible epochs (Algorithm.epoch_eligible) count only if its last epoch is
+    # eligible too (`Selector.close`); False: any eligible epoch beats every ineligible one.
+    eligible_needs_last: bool = True
 
 
 class MethodConfig:
