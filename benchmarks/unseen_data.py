@@ -12,7 +12,7 @@ number of classes, channels, image size and kind of bias):
   2% conflicting in train, 80% in test (uniform over colours).
 
     python benchmarks/unseen_data.py [--seeds 0] [--presets custom_arrays,lff_custom_arrays,erm_custom_arrays]
-        [--workers 2] [--out benchmarks/results/unseen_data]
+        [--workers 2] [--out benchmarks/results/unseen_data] [--set KEY=VALUE ...] [--data FOLDER_OF_NPZ]
 
 Runs whose folder holds a finished run are read, not trained again.
 """
