@@ -78,7 +78,7 @@ def train(data: Path, preset: str, seed: int, run: Path, overrides=()) -> dict:
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     results = json.loads((run / "results.json").read_text())
     deployed = results["test"][results["deployed"]]
-    return {"preset": preset, "seed": seed, "run": str(run), "selection": results["selection"],
+    return {"preset": preset, "seed": seed, "run": f"runs/{run.name}", "selection": results["selection"],
             **{k: round(deployed[k], 2) for k in ("unbiased", "conflicting", "aligned")},
             "estimate_unbiased": round(results["estimate"].get("unbiased", float("nan")), 2),
             "warnings": len(results["warnings"]), "wall_time_s": results["wall_time_s"]}

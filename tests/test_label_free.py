@@ -188,7 +188,6 @@ def test_a_setting_whose_check_fails_by_its_last_epoch_does_not_vouch_for_its_ea
     assert (ranked.best_candidate, ranked.best_epoch, ranked.best_eligible) == (1, 1, True)
 
 
-
 def test_a_phase_that_does_not_need_the_last_epoch_keeps_its_best_passing_epoch_after_a_collapse():
     """`method.stage1_early_split_epochs`: a split that held early and collapsed by the last epoch still
     vouches for the epochs where it held; the DeNetDM flag sets the phase's rule."""
@@ -206,6 +205,7 @@ def test_a_phase_that_does_not_need_the_last_epoch_keeps_its_best_passing_epoch_
     model = create_method(cfg, (3, 28, 28), 10, 100)
     assert [p.eligible_needs_last for p in model.phases()] == [False, True]
     assert create_method(load_config("colored_mnist", TINY), (3, 28, 28), 10, 100).phases()[0].eligible_needs_last
+
 
 def test_stage1_candidates_train_from_fresh_weights_and_the_kept_one_passes_the_held_out_split_check(tmp_path):
     over = [*TINY, "method.shallow_lr_scale_candidates=[1, 0.1]"]
