@@ -11,10 +11,11 @@ number of classes, channels, image size and kind of bias):
 - `color5_32`: 3 x 32 x 32 MNIST digits 0-4 (5 classes), the bias one of five foreground colours;
   2% conflicting in train, 80% in test (uniform over colours).
 
-    python benchmarks/unseen_data.py [--seeds 0] [--presets custom_arrays,lff_custom_arrays,erm_custom_arrays]
+    python benchmarks/unseen_data.py [--datasets bin_brightness,color5_32] [--seeds 0] [--presets custom_arrays,lff_custom_arrays,erm_custom_arrays]
         [--workers 2] [--out benchmarks/results/unseen_data] [--set KEY=VALUE ...] [--data FOLDER_OF_NPZ]
 
-Runs whose folder holds a finished run are read, not trained again.
+Runs whose folder holds a finished run are read, not trained again; rows of earlier invocations into
+the same --out stay in its table, and each invocation's command is added to its commands.txt.
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def train(data: Path, preset: str, seed: int, run: Path, overrides=()) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--presets", default="custom_arrays,lff_custom_arrays,erm_custom_arrays")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "results" / "unseen_data"))
@@ -95,21 +97,32 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     jobs = []
-    for name in DATASETS:
+    for name in args.datasets.split(","):
+        if name not in DATASETS:
+            parser.error(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}")
         data = Path(args.data or out / "runs" / "data") / f"{name}.npz"  # git-ignored; rebuilt the same from MNIST
         if not data.is_file():
             write_dataset(name, data)
         jobs += [(name, data, p, int(s)) for p in args.presets.split(",") for s in args.seeds.split(",")]
     with ThreadPoolExecutor(args.workers) as pool:
         rows = list(pool.map(lambda j: {"dataset": j[0], **train(j[1], j[2], j[3], out / "runs" / f"{j[0]}_{j[2]}_s{j[3]}", args.set)}, jobs))
+    # Rows of earlier invocations into the same folder stay (a run is keyed by dataset, preset, seed),
+    # and each invocation's command is kept, so the folder's table regenerates from its commands.txt.
+    key = lambda r: (r["dataset"], r["preset"], r["seed"])
+    done = {key(r) for r in rows}
+    earlier = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else []
+    rows = sorted(rows + [r for r in earlier if key(r) not in done], key=key)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
+    command = (f"python benchmarks/unseen_data.py --datasets {args.datasets} --seeds {args.seeds} --presets {args.presets}"
+               + "".join(f" --set {o}" for o in args.set) + f" --out {os.path.relpath(out.resolve(), HERE.parent)}")
+    commands = (out / "commands.txt").read_text().splitlines() if (out / "commands.txt").is_file() else []
+    (out / "commands.txt").write_text("\n".join(dict.fromkeys([*commands, command])) + "\n")
     lines = ["| dataset | preset | seed | unbiased | conflicting | aligned | estimate (unbiased) | warnings | wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['dataset']} | {r['preset']} | {r['seed']} | {r['unbiased']:.2f} | {r['conflicting']:.2f} | "
               f"{r['aligned']:.2f} | {r['estimate_unbiased']:.2f} | {r['warnings']} | {r['wall_time_s']:.0f} |" for r in rows]
-    (out / "table.md").write_text("Test split, the deployed model, `proxy` selection (label-free). Regenerate: "
-                                  f"`python benchmarks/unseen_data.py --seeds {args.seeds} --presets {args.presets}"
-                                  + "".join(f" --set {o}" for o in args.set) + (f" --out {args.out}" if args.set else "") + "`\n\n"
+    (out / "table.md").write_text("Test split, the deployed model, `proxy` selection (label-free). Regenerate with the "
+                                  "command(s) in `commands.txt` (a run whose folder holds a finished run is read, not trained).\n\n"
                                   + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
